@@ -1,0 +1,1 @@
+"""Alert policy: findings -> alert episodes with stable ids."""

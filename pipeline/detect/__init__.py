@@ -1,0 +1,1 @@
+"""Detectors: window features -> findings (score, reasons, context)."""

@@ -1,0 +1,1 @@
+"""Enrichment: attach account and network metadata to a validated request."""

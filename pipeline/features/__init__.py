@@ -1,0 +1,1 @@
+"""Per-account features in event-time windows."""

@@ -1,0 +1,1 @@
+"""Traffic simulation: benign populations and extraction scenarios, with ground truth."""
