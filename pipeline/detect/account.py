@@ -7,8 +7,8 @@ at scale is. The own-history baseline is a fading mean/variance of the log volum
 the account's windows (plain floats: it exists for every active account, so it must be
 small), learned only from windows that were not flagged.
 
-The score is that volume z-score plus bounded context terms that make the same volume more suspicious:
-traffic from hosting/VPN/Tor/proxy networks, an account with no record, no verified
+The score is that volume z-score plus bounded context terms that make the same volume
+more suspicious: traffic from hosting/VPN/Tor/proxy networks, an account with no record, no verified
 payment, a young account, many keys or addresses at once, unusually long completions.
 Context alone never flags a window: the volume z must itself exceed ``min_volume_z``.
 """

@@ -1,6 +1,9 @@
 """Derive the benign traffic profile from the Azure LLM inference trace (2023).
 
-Usage: ``python -m pipeline.sim.derive ../shared/data/azure-llm-trace-2023 > pipeline/sim/trace_profile.py``
+Usage::
+
+    python -m pipeline.sim.derive ../shared/data/azure-llm-trace-2023 \\
+        > pipeline/sim/trace_profile.py
 
 Source: Azure/AzurePublicDataset ``AzureLLMInferenceTrace_{code,conv}.csv``, CC BY 4.0;
 Patel et al., "Splitwise: Efficient generative LLM inference using phase splitting",
@@ -10,6 +13,7 @@ ISCA 2024. Only derived quantiles enter this project, never the files.
 from __future__ import annotations
 
 import csv
+import itertools
 import statistics
 import sys
 from datetime import datetime
@@ -27,11 +31,12 @@ def _quantiles(values: list[float]) -> list[int]:
 def derive(folder: Path) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for service in ("conv", "code"):
-        rows = list(csv.DictReader(open(folder / f"AzureLLMInferenceTrace_{service}.csv")))
+        with open(folder / f"AzureLLMInferenceTrace_{service}.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
         ctx = [float(r["ContextTokens"]) for r in rows]
         gen = [float(r["GeneratedTokens"]) for r in rows]
         ts = [datetime.fromisoformat(r["TIMESTAMP"][:26]).timestamp() for r in rows]
-        gaps = [b - a for a, b in zip(ts, ts[1:], strict=False) if b >= a]
+        gaps = [b - a for a, b in itertools.pairwise(ts) if b >= a]
         mean_gap = statistics.fmean(gaps)
         out[service] = {
             "prompt_tokens": _quantiles(ctx),
