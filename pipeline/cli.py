@@ -1,0 +1,262 @@
+"""``xwatch`` commands. Argument parsing and wiring only; the work lives in the modules.
+
+Exit status: 0 success, 1 runtime failure (e.g. Kafka unreachable), 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from pipeline.settings import Settings, SettingsError
+
+
+def _duration(text: str) -> float:
+    """'90', '90s', '15m', '2h', '1d' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 15m, 2h)") from None
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, str] = {}
+    for item in getattr(args, "set", None) or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SettingsError(f"--set expects key=value, got {item!r}")
+        overrides[name.strip()] = value.strip()
+    if getattr(args, "bootstrap", None):
+        overrides["kafka.bootstrap"] = args.bootstrap
+    return Settings.load(overrides=overrides)
+
+
+def _need_bootstrap(settings: Settings) -> None:
+    if not settings.kafka.bootstrap:
+        raise SettingsError("no Kafka address: pass --bootstrap HOST:PORT or set KAFKA_BOOTSTRAP")
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from pipeline.app import create_app
+    from pipeline.broker import wait_for_kafka
+
+    _need_bootstrap(settings)
+    client = settings.kafka.client_kwargs()
+    client.pop("bootstrap_servers", None)
+    wait_for_kafka(settings.kafka.bootstrap, timeout=args.connect_timeout, **client)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.topics import ensure_topics
+
+    _need_bootstrap(settings)
+    for name, state in ensure_topics(settings).items():
+        print(f"{name}: {state}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.sim.publish import publish_simulation
+
+    _need_bootstrap(settings)
+    sim = _simulation(args, settings)
+    stats = publish_simulation(settings, sim, speed=args.speed, bad_every=args.bad_every)
+    if args.labels:
+        with open(args.labels, "wb") as fh:
+            for row in sim.labels():
+                fh.write(orjson.dumps(row) + b"\n")
+    print(
+        f"published {stats.accounts} accounts, {stats.events} events, "
+        f"{stats.malformed} malformed records to {settings.topics.name('requests')}"
+    )
+    return 0
+
+
+def _simulation(args: argparse.Namespace, settings: Settings):
+    import time
+
+    from pipeline.codec import parse_ts
+    from pipeline.sim.scenarios import Simulation
+
+    start = float(int(time.time() // 60) * 60) if args.start == "now" else parse_ts(args.start)
+    return Simulation(
+        seed=settings.seed if args.seed is None else args.seed,
+        accounts=args.accounts,
+        start=start,
+        duration=args.duration,
+        rate=args.rate,
+        scenarios=tuple(s for s in args.scenarios.split(",") if s),
+        attack_at=args.attack_at,
+    )
+
+
+def cmd_alerts_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.subscribe import consumer_for, format_alert, records
+
+    _need_bootstrap(settings)
+    topic = settings.topics.name("dlq" if args.dlq else "alerts")
+    consumer = consumer_for(settings, [topic], args.from_beginning)
+    seen = 0
+    try:
+        while args.max is None or seen < args.max:
+            for _, doc in records(consumer):
+                seen += 1
+                if args.json or args.dlq:
+                    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode() + "\n")
+                else:
+                    print(format_alert(doc))
+                sys.stdout.flush()
+                if args.max is not None and seen >= args.max:
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_enrich(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.codec import network_to_dict, normalize_ip
+    from pipeline.enrich.network import MmdbNetworkData, NetworkEnricher
+
+    ip = normalize_ip(args.ip)
+    if ip is None:
+        print(f"xwatch enrich: not an IPv4 or IPv6 address: {args.ip!r}", file=sys.stderr)
+        return 2
+    n = settings.network
+    mmdb = (
+        MmdbNetworkData(n.mmdb_asn, n.mmdb_country, n.mmdb_anonymous)
+        if (n.mmdb_asn or n.mmdb_country or n.mmdb_anonymous)
+        else None
+    )
+    info = NetworkEnricher(mmdb=mmdb, cache_size=n.cache_size).lookup(ip)
+    print(orjson.dumps(network_to_dict(info), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    rows = settings.describe()
+    if args.markdown:
+        print("| setting | environment variable | default | meaning |")
+        print("|---|---|---|---|")
+        for name, env, value, help_ in rows:
+            print(f"| `{name}` | `{env}` | `{value}` | {help_} |")
+    else:
+        for name, env, value, help_ in rows:
+            print(f"{name:32s} {env:34s} {value!s:28s} {help_}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(settings, args, _simulation(args, settings))
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def _sim_args(p: argparse.ArgumentParser, duration: float, speed: float) -> None:
+    p.add_argument("--seed", type=int, default=None, help="default: XWATCH_SEED (7)")
+    p.add_argument("--accounts", type=int, default=500, help="benign accounts (default 500)")
+    p.add_argument("--rate", type=float, default=25.0, help="mean events/s of event time")
+    p.add_argument("--start", default="now", help="event time of the start (RFC 3339, or now)")
+    p.add_argument("--scenarios", default="burst", help="comma-separated attack scenarios")
+    p.add_argument(
+        "--attack-at", type=_duration, default=1200.0, help="event time into the run (20m)"
+    )
+    p.add_argument("--speed", type=float, default=speed, help="event seconds per wall second")
+    p.add_argument(
+        "--bad-every", type=int, default=0, help="send a malformed record after every N events"
+    )
+    p.add_argument(
+        "--duration", type=_duration, default=duration, help="event-time length (e.g. 1h)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xwatch", description="Extraction Watch: streaming detection of API data extraction."
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bootstrap", help="Kafka bootstrap host:port (env KAFKA_BOOTSTRAP)")
+    common.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="embedded broker + worker + simulated traffic, alerts on screen",
+    )
+    _sim_args(p, duration=3600.0, speed=30.0)
+    p.add_argument(
+        "--wall", type=_duration, default=None, help="stop after this wall time (default: run)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("worker", parents=[common], help="run the Faust detection worker")
+    p.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to reach Kafka")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("topics", parents=[common], help="topic administration")
+    tsub = p.add_subparsers(dest="action", required=True)
+    tsub.add_parser("create", parents=[common], help="create all topics (idempotent)").set_defaults(
+        func=cmd_topics
+    )
+
+    p = sub.add_parser("simulate", parents=[common], help="publish simulated traffic")
+    _sim_args(p, duration=3600.0, speed=0.0)
+    p.add_argument("--labels", help="write ground-truth labels (JSONL) here")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("alerts", parents=[common], help="alert subscriber tools")
+    asub = p.add_subparsers(dest="action", required=True)
+    t = asub.add_parser("tail", parents=[common], help="print alerts as a subscriber sees them")
+    t.add_argument("--from-beginning", action="store_true")
+    t.add_argument("--json", action="store_true", help="one JSON object per line")
+    t.add_argument("--dlq", action="store_true", help="tail the dead-letter topic instead")
+    t.add_argument("--max", type=int, default=None, help="stop after N records")
+    t.set_defaults(func=cmd_alerts_tail)
+
+    p = sub.add_parser("enrich", parents=[common], help="print the network block of an address")
+    p.add_argument("--ip", required=True)
+    p.set_defaults(func=cmd_enrich)
+
+    p = sub.add_parser("config", parents=[common], help="print every setting and its env var")
+    p.add_argument("--markdown", action="store_true")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pipeline.broker import BrokerError
+
+    try:
+        settings = _settings(args)
+        return int(args.func(args, settings) or 0)
+    except SettingsError as exc:
+        print(f"xwatch: {exc}", file=sys.stderr)
+        return 2
+    except BrokerError as exc:
+        print(f"xwatch: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,51 @@
+"""Read ``alerts`` (or the DLQ) as an outside subscriber does: a plain KafkaConsumer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.settings import Settings
+
+
+def consumer_for(settings: Settings, topics: list[str], from_beginning: bool) -> KafkaConsumer:
+    """A group-less consumer assigned to every partition of ``topics``."""
+    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka.client_kwargs())
+    parts = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+    if not parts:
+        consumer.close()
+        raise SystemExit(f"no such topic(s): {', '.join(topics)} (run `xwatch topics create`)")
+    consumer.assign(parts)
+    if from_beginning:
+        consumer.seek_to_beginning(*parts)
+    else:
+        consumer.seek_to_end(*parts)
+    return consumer
+
+
+def records(consumer: KafkaConsumer, timeout_ms: int = 500) -> Iterator[tuple[str, dict]]:
+    """(topic, decoded JSON) for each record that arrives within one poll."""
+    for tp, msgs in consumer.poll(timeout_ms=timeout_ms).items():
+        for msg in msgs:
+            try:
+                yield tp.topic, orjson.loads(msg.value)
+            except orjson.JSONDecodeError:
+                yield tp.topic, {"undecodable": msg.value[:200].decode("utf-8", "replace")}
+
+
+def format_alert(doc: dict) -> str:
+    """One line a person reads: status, severity, account(s), score, top reason."""
+    reasons = doc.get("reasons") or []
+    top = reasons[0] if reasons else None
+    why = f"{top['feature']}={top['observed']:.4g} (baseline {top['baseline']:.4g})" if top else "-"
+    accounts = ",".join(doc.get("account_ids", []))
+    return (
+        f"{doc.get('emitted_at', '?')}  {doc.get('status', '?'):8s} {doc.get('severity', '?'):8s} "
+        f"{accounts}  score={doc.get('score', 0):.2f}  {why}  [{doc.get('alert_id', '?')}]"
+    )
