@@ -50,8 +50,11 @@ REASONS = (
 #: Largest single event accepted (bytes). Real request events are ~0.5 KB.
 MAX_EVENT_BYTES = 64 * 1024
 
+#: RFC 3339 in UTC, the same pattern as the schemas (no leap seconds, years 1000-9999);
+#: datetime then rejects impossible dates (Feb 30), as the schemas' ``format: date-time``.
 _TS_RE = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|\+00:00)"
+    r"[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|\+00:00)"
 )
 _COUNTRY_RE = re.compile(r"[A-Z]{2}|--")
 
@@ -100,7 +103,13 @@ def format_ts(ts: float) -> str:
 
 @lru_cache(maxsize=262_144)
 def normalize_ip(text: str) -> str | None:
-    """Canonical text of an IPv4/IPv6 address, or None when it is not one. Cached."""
+    """Canonical text of an IPv4/IPv6 address, or None when it is not one. Cached.
+
+    IPv6 zone ids (``fe80::1%eth0``) are rejected: they are local to a host and mean
+    nothing for a client address (the schema's ``ipv6`` format rejects them too).
+    """
+    if "%" in text:
+        return None
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:

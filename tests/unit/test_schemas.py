@@ -40,6 +40,8 @@ REGISTRY = _registry()
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
+    """A validator that asserts formats; date-time needs rfc3339-validator (test extra)."""
+    assert "date-time" in jsonschema.FormatChecker().checkers, "pip install rfc3339-validator"
     schema = json.loads((SCHEMAS / SCHEMA_OF[name]).read_text())
     return jsonschema.Draft202012Validator(
         schema, registry=REGISTRY, format_checker=jsonschema.FormatChecker()
