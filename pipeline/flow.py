@@ -63,9 +63,10 @@ class Output:
 
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    enriched: list[Enriched] = field(default_factory=list)  # only when the flow keeps them
 
     def __bool__(self) -> bool:
-        return bool(self.alerts or self.dead_letters)
+        return bool(self.alerts or self.dead_letters or self.enriched)
 
 
 class Shard:
@@ -118,8 +119,10 @@ class Flow:
         cfg: DetectorSettings,
         network: NetworkEnricher,
         accounts: AccountDirectory | None = None,
+        keep_enriched: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.keep_enriched = keep_enriched
         self.network = network
         self.accounts = accounts if accounts is not None else AccountDirectory()
         self.shards: dict[int, Shard] = {}
@@ -130,6 +133,16 @@ class Flow:
         if sh is None:
             sh = self.shards[partition] = Shard(self.cfg)
         return sh
+
+    def retain_shards(self, partitions: set[int]) -> None:
+        """Drop the state of partitions this worker no longer owns.
+
+        Their state continues on whichever worker now owns them; if one comes back here it
+        starts afresh from the committed offset (with a new warm-up) rather than from a
+        stale snapshot.
+        """
+        for p in [p for p in self.shards if p not in partitions]:
+            del self.shards[p]
 
     def process_message(self, key: bytes | None, value: bytes | None, source: Source) -> Output:
         """One Kafka message: a single JSON event, or many as newline-delimited JSON.
@@ -176,6 +189,8 @@ class Flow:
             self._dead_letter(bad, key, raw, source or Source("", partition, 0), out)
             return
         rec = Enriched(ev, self.accounts.get(ev.account_id), self.network.lookup(ev.ip, ev.ts))
+        if self.keep_enriched:
+            out.enriched.append(rec)
         late_before = sh.windows.late_events
         sh.add(rec)
         self.counters.late += sh.windows.late_events - late_before

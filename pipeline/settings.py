@@ -91,6 +91,12 @@ class TopicSettings:
     accounts: str = _f("accounts", "XWATCH_TOPIC_ACCOUNTS", "account records (compacted)")
     intel: str = _f("network.intel", "XWATCH_TOPIC_INTEL", "network overrides (compacted)")
     alerts: str = _f("alerts", "XWATCH_TOPIC_ALERTS", "alert output")
+    enriched: str = _f(
+        "api.requests.enriched", "XWATCH_TOPIC_ENRICHED", "enriched requests (when published)"
+    )
+    publish_enriched: bool = _f(
+        False, "XWATCH_PUBLISH_ENRICHED", "also publish every enriched request (costly; off)"
+    )
     partitions: int = _f(
         4,
         "XWATCH_TOPIC_PARTITIONS",
@@ -114,6 +120,11 @@ class NetworkSettings:
         None, "XWATCH_MMDB_ANONYMOUS", "GeoIP2-Anonymous-IP compatible .mmdb (optional)"
     )
     cache_size: int = _f(262_144, "XWATCH_NETWORK_CACHE_SIZE", "addresses kept in the lookup cache")
+    ipdata_dir: str = _f(
+        "~/.cache/extraction-watch/ipdata",
+        "XWATCH_IPDATA_DIR",
+        "where `xwatch ipdata install` puts the ASN table",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +279,12 @@ def _parse(fld: dataclasses.Field, raw: str) -> Any:
                 return int(raw)
             case "float":
                 return float(raw)
+            case "bool":
+                if raw.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if raw.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(raw)
             case "frozenset[str]":
                 return frozenset(s.strip() for s in raw.split(",") if s.strip())
     except ValueError as exc:

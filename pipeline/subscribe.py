@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 from pipeline.settings import Settings
 
@@ -27,6 +28,25 @@ def consumer_for(settings: Settings, topics: list[str], from_beginning: bool) ->
     else:
         consumer.seek_to_end(*parts)
     return consumer
+
+
+def read_to_end(settings: Settings, topic: str) -> Iterator[ConsumerRecord]:
+    """Every record on ``topic`` from the beginning up to the end offsets seen at the start."""
+    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka.client_kwargs())
+    try:
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not parts:
+            raise SystemExit(f"no such topic: {topic} (run `xwatch topics create`)")
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for msgs in consumer.poll(timeout_ms=500).values():
+                yield from msgs
+    finally:
+        consumer.close()
 
 
 def records(consumer: KafkaConsumer, timeout_ms: int = 500) -> Iterator[tuple[str, dict]]:

@@ -32,6 +32,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("intel", t.name("intel"), 1, COMPACT),
         TopicSpec("alerts", t.name("alerts"), n, {}),
         TopicSpec("dlq", t.name("dlq"), n, {}),
+        *([TopicSpec("enriched", t.name("enriched"), n, {})] if t.publish_enriched else []),
     ]
 
 

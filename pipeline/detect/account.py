@@ -76,7 +76,7 @@ class SelfBaseline:
     >>> for _ in range(20):
     ...     b.learn((2.0, 5.0), alpha=0.1)
     >>> [round(z, 1) for z in b.z((2.0, 9.0))]
-    [0.0, 16.0]
+    [0.0, 11.4]
     """
 
     __slots__ = ("mean", "n", "var")

@@ -6,9 +6,11 @@ Sources, in order of precedence:
    an override past its ``expires_at``, in event time, no longer applies).
 2. Operator-supplied MaxMind-format ``.mmdb`` files (GeoLite2-ASN / -Country /
    GeoIP2-Anonymous-IP or compatible), when configured.
-3. Built-in data installed from PyPI: ``iporigin`` (hosting, CDN, VPN, Tor and crawler
-   ranges published by the providers themselves, built 2026-10-05) and ``geoip2fast``
-   (country and AS organisation from GeoLite2 of 2024-06-18).
+3. Built-in data: ``iporigin`` from PyPI (hosting, CDN, VPN, Tor and crawler ranges
+   published by the providers themselves, built 2026-10-05) for the kind; the ASN table of
+   :mod:`pipeline.enrich.ipdata` (``xwatch ipdata install``) for ASN number and
+   organisation; ``geoip2fast`` from PyPI (GeoLite2 of 2024-06-18) for the country, and for
+   the AS organisation name when the ASN table is not installed.
 
 Private, loopback, link-local, multicast and documentation ranges are ``reserved``.
 Lookups of sources 2-3 are cached per address (bounded, oldest entry evicted first: a
@@ -20,9 +22,16 @@ invalidation.
 from __future__ import annotations
 
 import ipaddress
+import logging
+from pathlib import Path
 from typing import Any
 
+from pipeline.enrich.ipdata import FILE_NAME, AsnTable
 from pipeline.records import IntelRecord, NetworkInfo
+from pipeline.settings import NetworkSettings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+log = logging.getLogger("xwatch.network")
 
 #: iporigin kind -> our kind. A CDN edge in front of a client is a relay: ``proxy``.
 _IPORIGIN_KIND = {
@@ -36,17 +45,14 @@ _IPORIGIN_KIND = {
 }
 
 
-def network_prefix(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+def network_prefix(ip: IPAddress) -> str:
     """The /24 (IPv4) or /48 (IPv6) containing ``ip``: the unit of shared infrastructure."""
-    bits = 24 if ip.version == 4 else 48
-    return str(
-        ipaddress.ip_network(
-            (int(ip) >> (ip.max_prefixlen - bits) << (ip.max_prefixlen - bits), bits)
-        )
-    )
+    if ip.version == 4:
+        return f"{ipaddress.IPv4Address(int(ip) & 0xFFFFFF00)}/24"
+    return f"{ipaddress.IPv6Address(int(ip) >> 80 << 80)}/48"
 
 
-def _is_reserved(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def _is_reserved(ip: IPAddress) -> bool:
     return (
         ip.is_private
         or ip.is_loopback
@@ -58,26 +64,31 @@ def _is_reserved(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 class BuiltinNetworkData:
-    """iporigin + geoip2fast, loaded once per process (about 0.3 s and 100 MB)."""
+    """iporigin + the ASN table + geoip2fast, loaded once per process (about 1 s, 120 MB)."""
 
-    def __init__(self) -> None:
-        import iporigin
+    def __init__(self, asn: AsnTable | None = None) -> None:
         from geoip2fast import GeoIP2Fast
+        from iporigin.core import dataset
 
-        self._classify = iporigin.classify
+        self._ranges = dataset()  # iporigin's sorted range table: find(int, version)
+        self.asn = asn
         self._geo = GeoIP2Fast(geoip2fast_data_file="geoip2fast-asn-ipv6.dat.gz", verbose=False)
 
-    def lookup(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, text: str) -> NetworkInfo:
-        origin = self._classify(text)
+    def lookup(self, ip: IPAddress, text: str) -> NetworkInfo:
+        value = int(ip)
+        found = self._ranges.find(value, ip.version)
+        provider, kind = found if found is not None else ("", "unknown")
         geo = self._geo.lookup(text)
         country = geo.country_code if geo.country_code not in ("", "--") else None
+        asn_hit = self.asn.lookup(value, ip.version) if self.asn is not None else None
+        asn, org = asn_hit if asn_hit is not None else (None, geo.asn_name or None)
         return NetworkInfo(
             ip=text,
-            kind=_IPORIGIN_KIND.get(origin.kind, "residential_or_unknown"),
-            asn=None,
-            as_org=geo.asn_name or None,
+            kind=_IPORIGIN_KIND.get(kind, "residential_or_unknown"),
+            asn=asn,
+            as_org=org,
             country=country,
-            provider=origin.provider or None,
+            provider=provider or None,
             source="builtin",
             prefix=network_prefix(ip),
         )
@@ -95,9 +106,7 @@ class MmdbNetworkData:
         self._country = maxminddb.open_database(country_path) if country_path else None
         self._anon = maxminddb.open_database(anonymous_path) if anonymous_path else None
 
-    def lookup(
-        self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, text: str, base: NetworkInfo
-    ) -> NetworkInfo:
+    def lookup(self, ip: IPAddress, text: str, base: NetworkInfo) -> NetworkInfo:
         asn, org, country, kind = base.asn, base.as_org, base.country, base.kind
         found = False
         if self._asn is not None and (rec := self._asn.get(text)):
@@ -177,9 +186,7 @@ class Overrides:
         if table is not None:
             table.pop(int(net.network_address), None)
 
-    def match(
-        self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, at: float
-    ) -> IntelRecord | None:
+    def match(self, ip: IPAddress, at: float) -> IntelRecord | None:
         lengths = self._lengths[ip.version]
         if not lengths:
             return None
@@ -215,11 +222,25 @@ class NetworkEnricher:
     ) -> None:
         self._builtin = builtin if builtin is not None else BuiltinNetworkData()
         self._mmdb = mmdb
-        self._cache: dict[
-            str, tuple[NetworkInfo, ipaddress.IPv4Address | ipaddress.IPv6Address]
-        ] = {}
+        self._cache: dict[str, tuple[NetworkInfo, IPAddress]] = {}
         self._cache_size = cache_size
         self.overrides = Overrides()
+
+    @classmethod
+    def from_settings(cls, n: NetworkSettings) -> NetworkEnricher:
+        """The enricher every command uses: built-in data, ASN table if installed, .mmdb files."""
+        path = Path(n.ipdata_dir).expanduser() / FILE_NAME
+        asn = AsnTable.load(path) if path.exists() else None
+        if asn is None:
+            log.warning("ASN numbers unavailable: %s missing (run `xwatch ipdata install`)", path)
+        mmdb = None
+        if n.mmdb_asn or n.mmdb_country or n.mmdb_anonymous:
+            mmdb = MmdbNetworkData(n.mmdb_asn, n.mmdb_country, n.mmdb_anonymous)
+        return cls(BuiltinNetworkData(asn), mmdb, n.cache_size)
+
+    @property
+    def has_asn_numbers(self) -> bool:
+        return self._builtin.asn is not None or self._mmdb is not None
 
     def lookup(self, ip_text: str, at: float = 0.0) -> NetworkInfo:
         hit = self._cache.get(ip_text)
@@ -245,9 +266,7 @@ class NetworkEnricher:
                 )
         return info
 
-    def _static(
-        self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, ip_text: str
-    ) -> NetworkInfo:
+    def _static(self, ip: IPAddress, ip_text: str) -> NetworkInfo:
         if _is_reserved(ip):
             return NetworkInfo(ip=ip_text, kind="reserved", prefix=network_prefix(ip))
         info = self._builtin.lookup(ip, ip_text)

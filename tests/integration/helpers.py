@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from pipeline.demo import start_worker, stop_process
 from pipeline.settings import Settings
+from pipeline.subscribe import read_to_end
 
 
 @contextlib.contextmanager
@@ -26,20 +27,7 @@ def running_worker(settings: Settings, log_path: Path) -> Iterator[None]:
 
 def read_all(settings: Settings, logical: str) -> list[dict]:
     """Everything on a topic right now, read by a plain group-less KafkaConsumer."""
-    topic = settings.topics.name(logical)
-    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka.client_kwargs())
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out: list[dict] = []
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for msgs in consumer.poll(timeout_ms=500).values():
-                out += [orjson.loads(m.value) for m in msgs]
-        return out
-    finally:
-        consumer.close()
+    return [orjson.loads(m.value) for m in read_to_end(settings, settings.topics.name(logical))]
 
 
 def wait_processed(settings: Settings, timeout: float = 120.0) -> None:

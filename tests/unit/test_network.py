@@ -1,0 +1,119 @@
+"""Network metadata from real data: the spot checks, reserved ranges, operator overrides."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from pipeline.enrich.network import NetworkEnricher, Overrides, network_prefix
+from pipeline.flow import Flow
+from pipeline.records import IntelRecord
+from pipeline.reference import apply_account, apply_intel
+from pipeline.settings import Settings
+
+SPOT_CHECKS = [
+    ("8.8.8.8", 15169, "Google", "hosting"),
+    ("52.95.110.1", 16509, "Amazon", "hosting"),
+    ("20.1.1.1", 8075, "Microsoft", "hosting"),
+    ("185.220.101.1", None, None, "tor"),
+]
+
+
+@pytest.mark.parametrize(("ip", "asn", "org", "kind"), SPOT_CHECKS)
+def test_spot_checks(network: NetworkEnricher, ip: str, asn, org, kind: str) -> None:
+    assert network.has_asn_numbers, "ASN table missing: run `xwatch ipdata install`"
+    info = network.lookup(ip)
+    assert info.kind == kind
+    if asn is not None:
+        assert info.asn == asn
+        assert org in info.as_org
+    assert info.country
+
+
+@pytest.mark.parametrize(
+    "ip", ["10.1.2.3", "127.0.0.1", "192.0.2.7", "2001:db8::1", "::1", "fe80::1", "169.254.1.1"]
+)
+def test_reserved_ranges(network: NetworkEnricher, ip: str) -> None:
+    info = network.lookup(ip)
+    assert info.kind == "reserved"
+    assert info.asn is None
+
+
+def test_residential_and_prefixes(network: NetworkEnricher) -> None:
+    info = network.lookup("73.15.2.3")
+    assert info.kind == "residential_or_unknown"
+    assert info.asn == 7922
+    assert info.prefix == "73.15.2.0/24"
+    assert network.lookup("2601:1c0::5").prefix == "2601:1c0::/48"
+    assert network_prefix(ipaddress.ip_address("2001:db8:1:2::1")) == "2001:db8:1::/48"
+
+
+def test_override_longest_prefix_expiry_and_delete(network: NetworkEnricher) -> None:
+    net = NetworkEnricher(network._builtin, cache_size=4)
+    assert net.lookup("73.15.2.3").kind == "residential_or_unknown"
+    net.overrides.put(IntelRecord("73.15.0.0/16", "proxy", "isp-proxy-pool"))
+    net.overrides.put(IntelRecord("73.15.2.0/24", "vpn", "vendor-x", expires_at=1000.0))
+    hit = net.lookup("73.15.2.3", at=999.0)
+    assert (hit.kind, hit.label, hit.source, hit.asn) == ("vpn", "vendor-x", "override", 7922)
+    assert net.lookup("73.15.2.3", at=1000.0).label == "isp-proxy-pool"  # expired: next prefix
+    net.overrides.delete("73.15.0.0/16")
+    assert net.lookup("73.15.2.3", at=2000.0).source == "builtin"
+    net.overrides.put(IntelRecord("2601:1c0::/32", "hosting", "v6-dc"))
+    assert net.lookup("2601:1c0::5").kind == "hosting"
+    for i in range(20):  # the cache stays bounded
+        net.lookup(f"73.15.3.{i}")
+    assert len(net._cache) <= 4
+
+
+def test_reference_records_apply_and_bad_ones_are_named(network: NetworkEnricher) -> None:
+    flow = Flow(Settings.load(environ={}).detector, NetworkEnricher(network._builtin))
+    rec = {"cidr": "203.0.113.0/24", "kind": "proxy", "label": "x"}
+    assert apply_intel(flow, b"203.0.113.0/24", orjson.dumps(rec)) is None
+    assert flow.network.lookup("203.0.113.9").kind == "proxy"
+    assert apply_intel(flow, b"203.0.113.0/24", None) is None
+    assert flow.network.lookup("203.0.113.9").kind == "reserved"
+    assert "invalid_ip" in apply_intel(flow, b"k", orjson.dumps({**rec, "cidr": "nope"}))
+    assert "out_of_range" in apply_intel(flow, b"k", orjson.dumps({**rec, "kind": "evil"}))
+    assert "tombstone key" in apply_intel(flow, b"not-a-cidr", None)
+    acct = {
+        "account_id": "a1",
+        "org_id": "o",
+        "created_at": "2026-01-01T00:00:00Z",
+        "tier": "pro",
+        "country": "DE",
+        "payment_verified": True,
+    }
+    assert apply_account(flow, 2, b"a1", orjson.dumps(acct)) is None
+    assert flow.accounts.get("a1").tier == "pro"
+    assert flow.accounts.drop_partition(2) == 1
+    assert flow.accounts.get("a1") is None
+    assert "wrong_type" in apply_account(flow, 0, b"a1", orjson.dumps({**acct, "tier": 5}))
+
+
+def test_overrides_doctest_semantics() -> None:
+    o = Overrides()
+    assert not o
+    o.put(IntelRecord("0.0.0.0/0", "hosting", "everything"))
+    assert o.match(ipaddress.ip_address("1.2.3.4"), 0.0).label == "everything"
+    assert o.match(ipaddress.ip_address("::1"), 0.0) is None
+
+
+def _xwatch(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_enrich_command() -> None:
+    out = _xwatch("enrich", "--ip", "8.8.8.8")
+    assert out.returncode == 0, out.stderr
+    doc = orjson.loads(out.stdout)
+    assert {"asn", "as_org", "country", "kind"} <= doc.keys()
+    assert (doc["asn"], doc["kind"]) == (15169, "hosting")
+    bad = _xwatch("enrich", "--ip", "999.1.1.1")
+    assert bad.returncode == 2
+    assert "not an IPv4 or IPv6 address" in bad.stderr
