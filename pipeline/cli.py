@@ -214,6 +214,17 @@ def cmd_intel(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import bench
+
+    result = bench.bench_enrich(repeat=args.repeat, n=args.events, distinct=args.distinct)
+    if args.json:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    else:
+        bench.print_table(result)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     rows = settings.describe()
     if args.markdown:
@@ -333,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     isub.add_parser("info", parents=[common], help="what is installed").set_defaults(
         func=cmd_ipdata
     )
+
+    p = sub.add_parser("bench", parents=[common], help="benchmarks, ratios against floors")
+    p.add_argument("section", choices=["enrich"], help="what to measure")
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--distinct", type=int, default=100_000, help="addresses in the cold run")
+    p.add_argument("--repeat", type=int, default=3, help="best of N runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("config", parents=[common], help="print every setting and its env var")
     p.add_argument("--markdown", action="store_true")

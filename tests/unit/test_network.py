@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 import subprocess
 import sys
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.enrich.network import NetworkEnricher, Overrides, network_prefix
+from pipeline.enrich.network import NetworkEnricher, Overrides, is_reserved, network_prefix, parse
 from pipeline.flow import Flow
 from pipeline.records import IntelRecord
 from pipeline.reference import apply_account, apply_intel
@@ -49,7 +50,7 @@ def test_residential_and_prefixes(network: NetworkEnricher) -> None:
     assert info.asn == 7922
     assert info.prefix == "73.15.2.0/24"
     assert network.lookup("2601:1c0::5").prefix == "2601:1c0::/48"
-    assert network_prefix(ipaddress.ip_address("2001:db8:1:2::1")) == "2001:db8:1::/48"
+    assert network_prefix(*parse("2001:db8:1:2::1")) == "2001:db8:1::/48"
 
 
 def test_override_longest_prefix_expiry_and_delete(network: NetworkEnricher) -> None:
@@ -98,8 +99,18 @@ def test_overrides_doctest_semantics() -> None:
     o = Overrides()
     assert not o
     o.put(IntelRecord("0.0.0.0/0", "hosting", "everything"))
-    assert o.match(ipaddress.ip_address("1.2.3.4"), 0.0).label == "everything"
-    assert o.match(ipaddress.ip_address("::1"), 0.0) is None
+    assert o.match(*parse("1.2.3.4"), at=0.0).label == "everything"
+    assert o.match(*parse("::1"), at=0.0) is None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.ip_addresses())
+def test_reserved_table_covers_everything_python_calls_non_global(ip) -> None:
+    """Everything ipaddress deems non-global or multicast is reserved for us too (the IANA
+    table is a superset: it also holds ranges older Pythons still call global)."""
+    if not ip.is_global or ip.is_multicast:
+        assert is_reserved(ip.version, int(ip)), ip
+    assert parse(str(ip)) == (ip.version, int(ip))
 
 
 def _xwatch(*args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,149 @@
+"""Benchmarks, run on demand (``xwatch bench``), never as timed tests.
+
+Every figure is printed next to a floor measured in the same run on the same events (an
+orjson decode-only loop), because these machines are shared and noisy: compare the
+ratios, not the absolute numbers. Each measurement is the best of ``repeat`` runs.
+
+Sections:
+
+``enrich``
+    Account + network enrichment of already-decoded events: warm (every address cached)
+    and cold (a fresh cache over ``distinct`` distinct addresses, IPv4 and IPv6).
+"""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from pipeline.codec import decode_request, encode_request
+from pipeline.enrich.accounts import AccountDirectory
+from pipeline.enrich.network import NetworkEnricher
+from pipeline.records import Enriched, RequestEvent
+from pipeline.settings import Settings
+from pipeline.sim.scenarios import Simulation
+
+
+@dataclass(slots=True)
+class Figure:
+    name: str
+    events: int
+    seconds: float
+
+    @property
+    def eps(self) -> float:
+        return self.events / self.seconds
+
+
+def best_of(repeat: int, n: int, name: str, run: Callable[[], None]) -> Figure:
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return Figure(name, n, min(times))
+
+
+def _random_global_ip(rng: random.Random) -> str:
+    while True:
+        if rng.random() < 0.9:
+            text = ".".join(str(rng.randint(1, 254)) for _ in range(4))
+        else:
+            text = (
+                f"2{rng.randint(0x400, 0xA0F):03x}:{rng.getrandbits(16):x}::{rng.getrandbits(16):x}"
+            )
+        if ipaddress.ip_address(text).is_global:  # a reserved address would skip the lookup
+            return text
+
+
+def sample_events(n: int, seed: int, distinct_ips: int | None = None) -> list[bytes]:
+    """``n`` encoded events from the simulator; with ``distinct_ips``, addresses are replaced
+    by that many distinct random global addresses (cold-cache workload)."""
+    sim = Simulation(seed=seed, accounts=2000, duration=6 * 3600, rate=max(5.0, n / 21600))
+    events: list[RequestEvent] = []
+    for ev in sim.events():
+        events.append(ev)
+        if len(events) == n:
+            break
+    if distinct_ips:
+        rng = random.Random(seed)
+        pool = [_random_global_ip(rng) for _ in range(distinct_ips)]
+        for i, ev in enumerate(events):
+            ev.ip = pool[i % distinct_ips]
+    return [encode_request(ev) for ev in events]
+
+
+def bench_enrich(repeat: int = 3, n: int = 100_000, distinct: int = 100_000, seed: int = 7) -> dict:
+    settings = Settings.load()
+    base = NetworkEnricher.from_settings(settings.network)
+    accounts = AccountDirectory()
+    sim = Simulation(seed=seed, accounts=2000, duration=60, rate=1.0)
+    for acct in sim.accounts():
+        accounts.put(acct)
+
+    def run_decode(raws: list[bytes]) -> Callable[[], None]:
+        def run() -> None:
+            loads = orjson.loads
+            for raw in raws:
+                loads(raw)
+
+        return run
+
+    def run_enrich(events: list[RequestEvent], net_factory) -> Callable[[], None]:
+        def run() -> None:
+            net = net_factory()
+            lookup, get = net.lookup, accounts.get
+            for ev in events:
+                Enriched(ev, get(ev.account_id), lookup(ev.ip, ev.ts))
+
+        return run
+
+    warm_raw = sample_events(n, seed)
+    warm_events = [decode_request(r) for r in warm_raw]
+    cold_raw = sample_events(n, seed, distinct_ips=distinct)
+    cold_events = [decode_request(r) for r in cold_raw]
+    run_enrich(warm_events, lambda: base)()  # warm the cache
+
+    def fresh() -> NetworkEnricher:
+        return NetworkEnricher(base._builtin, base._mmdb, settings.network.cache_size)
+
+    figures = [
+        best_of(repeat, n, "orjson decode only (floor)", run_decode(warm_raw)),
+        best_of(repeat, n, "enrich, warm cache", run_enrich(warm_events, lambda: base)),
+        best_of(
+            repeat, n, f"enrich, cold cache, {distinct:,} addresses", run_enrich(cold_events, fresh)
+        ),
+    ]
+    floor = figures[0].eps
+    return {
+        "machine": machine(),
+        "asn_table": base.has_asn_numbers,
+        "figures": [
+            {"name": f.name, "events": f.events, "eps": round(f.eps), "x_decode": f.eps / floor}
+            for f in figures
+        ],
+        "enrich_warm_eps": round(figures[1].eps),
+        "enrich_cold_eps": round(figures[2].eps),
+        "decode_eps": round(floor),
+    }
+
+
+def machine() -> str:
+    impl = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{impl}, {platform.machine()}, {os.cpu_count()} CPUs"
+
+
+def print_table(result: dict) -> None:
+    print(f"machine: {result['machine']}; ASN table: {'yes' if result['asn_table'] else 'no'}")
+    print(f"{'measurement':48s} {'events/s':>12s} {'x decode-only':>14s}")
+    for f in result["figures"]:
+        print(f"{f['name']:48s} {f['eps']:>12,d} {f['x_decode']:>14.2f}")
