@@ -74,7 +74,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.sim.publish import publish_simulation
 
     _need_bootstrap(settings)
-    sim = _simulation(args, settings)
+    sim = _simulation(args, settings, args.duration)
     stats = publish_simulation(settings, sim, speed=args.speed, bad_every=args.bad_every)
     if args.labels:
         with open(args.labels, "wb") as fh:
@@ -87,21 +87,24 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _simulation(args: argparse.Namespace, settings: Settings):
+def _simulation(args: argparse.Namespace, settings: Settings, span: float):
+    """The simulation over ``span`` seconds of event time. Attacks start at ``--attack-at``,
+    by default a third of the way in, but never before the 10-minute warm-up is over."""
     import time
 
     from pipeline.codec import parse_ts
     from pipeline.sim.scenarios import Simulation
 
     start = float(int(time.time() // 60) * 60) if args.start == "now" else parse_ts(args.start)
+    attack_at = args.attack_at if args.attack_at is not None else max(720.0, min(1200.0, span / 3))
     return Simulation(
         seed=settings.seed if args.seed is None else args.seed,
         accounts=args.accounts,
         start=start,
-        duration=args.duration,
+        duration=span,
         rate=args.rate,
         scenarios=tuple(s for s in args.scenarios.split(",") if s),
-        attack_at=args.attack_at,
+        attack_at=attack_at,
     )
 
 
@@ -241,27 +244,25 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.demo import run_demo
 
-    return run_demo(settings, args, _simulation(args, settings))
+    span = args.duration * args.speed if args.duration else 3600.0
+    return run_demo(settings, args, _simulation(args, settings, span))
 
 
 # --- parser -----------------------------------------------------------------------------
 
 
-def _sim_args(p: argparse.ArgumentParser, duration: float, speed: float) -> None:
+def _sim_args(p: argparse.ArgumentParser, speed: float) -> None:
     p.add_argument("--seed", type=int, default=None, help="default: XWATCH_SEED (7)")
     p.add_argument("--accounts", type=int, default=500, help="benign accounts (default 500)")
     p.add_argument("--rate", type=float, default=25.0, help="mean events/s of event time")
     p.add_argument("--start", default="now", help="event time of the start (RFC 3339, or now)")
     p.add_argument("--scenarios", default="burst", help="comma-separated attack scenarios")
     p.add_argument(
-        "--attack-at", type=_duration, default=1200.0, help="event time into the run (20m)"
+        "--attack-at", type=_duration, default=None, help="event time of the attack (default 20m)"
     )
     p.add_argument("--speed", type=float, default=speed, help="event seconds per wall second")
     p.add_argument(
         "--bad-every", type=int, default=0, help="send a malformed record after every N events"
-    )
-    p.add_argument(
-        "--duration", type=_duration, default=duration, help="event-time length (e.g. 1h)"
     )
 
 
@@ -281,9 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="embedded broker + worker + simulated traffic, alerts on screen",
     )
-    _sim_args(p, duration=3600.0, speed=30.0)
+    _sim_args(p, speed=30.0)
     p.add_argument(
-        "--wall", type=_duration, default=None, help="stop after this wall time (default: run)"
+        "--duration",
+        type=_duration,
+        default=None,
+        help="how long the demo runs (wall clock, e.g. 120 or 2m); the simulated span is "
+        "duration x speed. Default: one simulated hour (2 minutes at 30x)",
     )
     p.set_defaults(func=cmd_demo)
 
@@ -298,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("simulate", parents=[common], help="publish simulated traffic")
-    _sim_args(p, duration=3600.0, speed=0.0)
+    _sim_args(p, speed=0.0)
+    p.add_argument("--duration", type=_duration, default=3600.0, help="event-time span (1h)")
     p.add_argument("--labels", help="write ground-truth labels (JSONL) here")
     p.set_defaults(func=cmd_simulate)
 

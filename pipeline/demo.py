@@ -1,7 +1,8 @@
 """``xwatch demo``: embedded broker, topics, a worker, simulated traffic and a live view.
 
 The live view reads ``alerts`` and the DLQ exactly as an outside subscriber would. The
-demo ends after ``--wall`` seconds, when the simulation is over and drained, or on Ctrl-C;
+demo ends after ``--duration`` wall seconds, when the simulation is over and drained, or on
+Ctrl-C;
 it then stops the worker and the broker it started, leaving no process behind.
 """
 
@@ -72,7 +73,9 @@ def run_demo(settings: Settings, args: argparse.Namespace, sim: Simulation) -> i
         print(
             f"simulating {len(sim.actors)} accounts from {format_ts(sim.start)} for "
             f"{(sim.end - sim.start) / 60:.0f} min of event time at {args.speed:g}x; attack "
-            f"scenario(s) {args.scenarios} start at +{args.attack_at / 60:.0f} min on "
+            f"scenario(s) {args.scenarios} start at "
+            f"+{(min(r['start'] for r in labels.values()) - sim.start) / 60 if labels else 0:.0f}"
+            " min on "
             f"{', '.join(labels)}",
             flush=True,
         )
@@ -128,7 +131,7 @@ def _live_view(settings, args, sim, stats: PublishStats, labels, worker) -> int:
             if worker.poll() is not None:
                 print("worker exited unexpectedly; see its log", file=sys.stderr)
                 return 1
-            if args.wall is not None and now - started >= args.wall:
+            if args.duration and now - started >= args.duration:
                 break
             if stats.done:
                 drained_since = drained_since or now
