@@ -217,6 +217,26 @@ def cmd_intel(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import evaluate
+    from pipeline.enrich.network import NetworkEnricher
+
+    network = NetworkEnricher.from_settings(settings.network)
+    seeds = [settings.seed if args.seed is None else args.seed, *args.more_seeds]
+    results = [
+        evaluate.evaluate(settings, network, args.scenario, seed, args.accounts, args.days)
+        for seed in seeds
+    ]
+    if args.json:
+        out = results[0] if len(results) == 1 else {"runs": results}
+        print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    else:
+        for result in results:
+            evaluate.print_report(result)
+            print()
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import bench
 
@@ -350,6 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     isub.add_parser("info", parents=[common], help="what is installed").set_defaults(
         func=cmd_ipdata
     )
+
+    p = sub.add_parser("evaluate", parents=[common], help="labelled scenarios, offline")
+    p.add_argument("--scenario", default="all", help="a scenario name, or all")
+    p.add_argument("--seed", type=int, default=None, help="default: XWATCH_SEED (7)")
+    p.add_argument("--more-seeds", type=int, nargs="*", default=[], help="also run these")
+    p.add_argument("--accounts", type=int, default=3000, help="benign population size")
+    p.add_argument("--days", type=float, default=2.0, help="simulated days")
+    p.add_argument("--json", action="store_true", help="scenarios -> figures, and overall")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", parents=[common], help="benchmarks, ratios against floors")
     p.add_argument("section", choices=["enrich"], help="what to measure")

@@ -69,7 +69,7 @@ def run_demo(settings: Settings, args: argparse.Namespace, sim: Simulation) -> i
         ensure_topics(settings)
         worker = start_worker(settings, workdir / "worker.log")
         print(f"worker started (log: {workdir / 'worker.log'})", flush=True)
-        labels = {row["account_id"]: row for row in sim.labels()}
+        labels = {row["account_id"]: row for row in sim.labels() if row["label"] == "attack"}
         print(
             f"simulating {len(sim.actors)} accounts from {format_ts(sim.start)} for "
             f"{(sim.end - sim.start) / 60:.0f} min of event time at {args.speed:g}x; attack "

@@ -27,7 +27,7 @@ from pipeline.detect.account import AccountDetector
 from pipeline.detect.population import PopulationBaselines
 from pipeline.enrich.accounts import AccountDirectory
 from pipeline.enrich.network import NetworkEnricher
-from pipeline.features.windows import WindowStore
+from pipeline.features.windows import SHORT, WindowStore
 from pipeline.records import (
     Alert,
     DeadLetter,
@@ -87,6 +87,7 @@ class Shard:
         )
         self.first_index: int | None = None
         self.warm_from = cfg.warmup_minutes * 60 // cfg.bucket_seconds
+        self.warm_long = max(self.warm_from, 2 * self.windows.hour_buckets)
 
     def too_far_ahead(self, ts: float) -> bool:
         mx = self.windows.max_ts
@@ -100,8 +101,10 @@ class Shard:
     def advance(self, accounts: AccountDirectory, out: list[Alert]) -> None:
         """Close the buckets the watermark passed; score their views; apply the policy."""
         for index, views in self.windows.advance():
-            warm = self.first_index is not None and index - self.first_index >= self.warm_from
+            age = index - (self.first_index if self.first_index is not None else index)
             for view in views:
+                # an hourly view needs two whole hours behind its baselines to mean anything
+                warm = age >= (self.warm_from if view.kind == SHORT else self.warm_long)
                 finding = self.detector.score(view, accounts.get(view.account_id), warm)
                 if finding is not None and finding.flagged:
                     alert = self.policy.on_finding(finding, index)

@@ -1,12 +1,14 @@
 """Alert policy: flagged findings -> episodes -> alert records.
 
-One episode per account and detector. It *opens* on the first flagged window (one alert,
-status ``open``), emits ``update`` only when its severity rises, and *resolves* (status
-``resolved``) after ``resolve_after`` quiet buckets. A flag within ``cooldown`` buckets of a
-resolve reopens the same episode (same ``alert_id``, status ``update``) instead of paging
-again. ``alert_id`` is a hash of the episode's identity (account, detector, the bucket that
-opened it), so any run over the same events (live, replay, after a restart) gives the same
-id. Allow-listed accounts are never alerted. Times are event times.
+One episode per account, whichever view (5-minute or hourly) raised it. It *opens* on the
+first flagged window (one alert, status ``open``), emits ``update`` only when its severity
+rises, and *resolves* (status ``resolved``) after ``resolve_after`` quiet buckets, counted
+from the end of the next hourly view when the last flag came from an hourly view (which
+cannot flag again sooner). A flag within ``cooldown`` buckets of a resolve reopens the same
+episode (same ``alert_id``, status ``update``) instead of paging again. ``alert_id`` is a
+hash of the episode's identity (kind, account, the bucket that opened it), so any run over
+the same events (live, replay, after a restart) gives the same id. Allow-listed accounts
+are never alerted. Times are event times.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Episode:
     detector: str
     opened: int
     last_flag: int
+    quiet_from: int  # bucket index from which the episode counts as quiet
     severity: str
     score: float
     reasons: list[Reason]
@@ -71,23 +74,24 @@ class AlertPolicy:
         self.resolve_after = resolve_after
         self.cooldown = cooldown
         self.allow = allow
-        self.episodes: dict[tuple[str, str], Episode] = {}
+        self.episodes: dict[str, Episode] = {}
 
     def on_finding(self, finding: Finding, index: int) -> Alert | None:
         """A flagged finding at bucket ``index``: open, update or extend an episode."""
         view = finding.view
         if not finding.flagged or view.account_id in self.allow:
             return None
-        key = (view.account_id, finding.detector)
+        key = view.account_id
         sev = severity_of(finding.score, self.threshold, finding.context)
         ep = self.episodes.get(key)
         if ep is None:
             ep = Episode(
-                alert_id=stable_id("account", view.account_id, finding.detector, str(index)),
+                alert_id=stable_id("account", view.account_id, str(index)),
                 account_id=view.account_id,
                 detector=finding.detector,
                 opened=index,
                 last_flag=index,
+                quiet_from=self._quiet_from(finding, index),
                 severity=sev,
                 score=finding.score,
                 reasons=finding.reasons,
@@ -104,21 +108,29 @@ class AlertPolicy:
         rose = SEVERITIES.index(sev) > SEVERITIES.index(ep.severity)
         ep.resolved_at = None
         ep.last_flag = index
+        ep.quiet_from = max(ep.quiet_from, self._quiet_from(finding, index))
         ep.window_end = view.end
         ep.last_event_ts = view.last_ts
         _add_evidence(ep, finding)
         if finding.score > ep.score:
             ep.score, ep.reasons, ep.context = finding.score, finding.reasons, finding.context
+            ep.detector = finding.detector
         if rose:
             ep.severity = sev
         return self._alert(ep, "update", index) if (rose or reopened) else None
+
+    def _quiet_from(self, finding: Finding, index: int) -> int:
+        span = finding.view.end - finding.view.start
+        if span > 3600 / 2:  # an hourly view: the next one comes an hour later
+            return index + self.resolve_after + int(span // self.bucket_seconds)
+        return index + self.resolve_after
 
     def on_tick(self, index: int) -> list[Alert]:
         """Bucket ``index`` closed: resolve quiet episodes, forget long-resolved ones."""
         out: list[Alert] = []
         for key in sorted(self.episodes):
             ep = self.episodes[key]
-            if ep.resolved_at is None and index - ep.last_flag >= self.resolve_after:
+            if ep.resolved_at is None and index >= ep.quiet_from:
                 ep.resolved_at = index
                 out.append(self._alert(ep, "resolved", index))
             elif ep.resolved_at is not None and index - ep.resolved_at >= self.cooldown:
@@ -146,7 +158,7 @@ class AlertPolicy:
 
 
 def _add_evidence(ep: Episode, finding: Finding) -> None:
-    """Accumulate per-bucket counts of the flagged windows (the newest bucket of each view)."""
+    """Count flagged windows, keep the largest distinct counts and the latest view's volume."""
     ev = ep.evidence
     counts = finding.view.counts
     ev["flagged_windows"] = ev.get("flagged_windows", 0) + 1

@@ -1,16 +1,25 @@
-"""Account detector: population and own-history z-scores plus context -> a Finding.
+"""Account detector: one score per account view, from population, history and context.
 
-Volume is unusual only when it is unusual both for the cohort (population baseline) and,
-once the account has a history, for the account itself: a heavy user who has always been
-heavy is not an extraction burst, while a quiet account that suddenly pulls long outputs
-at scale is. The own-history baseline is a fading mean/variance of the log volume over
-the account's windows (plain floats: it exists for every active account, so it must be
-small), learned only from windows that were not flagged.
+The score of a view (5-minute or 1-hour) is
 
-The score is that volume z-score plus bounded context terms that make the same volume
-more suspicious: traffic from hosting/VPN/Tor/proxy networks, an account with no record, no verified
-payment, a young account, many keys or addresses at once, unusually long completions.
-Context alone never flags a window: the volume z must itself exceed ``min_volume_z``.
+* **volume**: the larger z-score of requests and completion tokens per minute. It must be
+  unusual for the cohort (population baseline) *and*, once the account has a history, for
+  the account itself: a heavy user who has always been heavy is not an extraction burst,
+  while a quiet account that suddenly pulls long outputs at scale is. A window is never
+  flagged unless volume alone reaches ``z_alert / 2``;
+* plus bounded **evidence** of extraction: unusually long outputs, templated prompts, many
+  keys/addresses/networks at once, hosting/VPN/Tor/proxy networks, an account with no
+  record, without verified payment, or created days ago;
+* plus **novelty** for an account with a history: most requests from networks or clients
+  the account has never used (takeover, leaked key);
+* minus **trust**: a verified account older than 90 days that behaves like itself (no
+  novelty) scores 2 less and is flagged only for unusually long outputs as well.
+
+The account's own history (fading mean/variance of its log volume per view kind, the
+networks and clients it uses) is plain floats and small sets: it exists for every active
+account, so it must be small. It learns only from windows scoring below ``z_learn`` (an
+attacker's first, not-yet-flagged window must not make its networks "known"); during
+warm-up it learns every window.
 """
 
 from __future__ import annotations
@@ -19,11 +28,13 @@ import math
 from dataclasses import dataclass
 
 from pipeline.detect.population import VOLUME, FeatureZ, PopulationBaselines
-from pipeline.features.windows import View
+from pipeline.features.windows import SHORT, View
 from pipeline.records import Account, Reason
 
-DETECTOR = "population-baseline"
+DETECTOR = "account"
 _DAY = 86_400.0
+_MIN_SELF_STD = 0.35
+_KNOWN_CAP = 32  # networks / clients remembered per account
 
 
 @dataclass(slots=True)
@@ -38,74 +49,75 @@ class Finding:
     detector: str = DETECTOR
 
 
-def cohort_of(account: Account | None) -> str:
-    """The population an account is compared with: its tier, or ``unknown``."""
-    return "unknown" if account is None else account.tier
-
-
-def context_of(
-    account: Account | None, view: View
-) -> tuple[float, dict[str, str | bool | float | None]]:
-    """Bounded risk bonus from context, and the context itself for the alert."""
-    bonus = 0.0
-    risky_share = view.values["risky_network_share"]
-    if risky_share >= 0.5:
-        bonus += 1.5
+def cohort_of(account: Account | None, at: float) -> str:
+    """The population an account is compared with: tier and age band, or ``unknown``."""
     if account is None:
-        bonus += 1.0
-        ctx: dict[str, str | bool | float | None] = {"account": "unknown"}
-    else:
-        age_days = max(0.0, (view.end - account.created_at) / _DAY)
-        if not account.payment_verified:
-            bonus += 1.0
-        if age_days < 7:
-            bonus += 1.0
-        ctx = {
-            "tier": account.tier,
-            "account_age_days": round(age_days, 2),
-            "payment_verified": account.payment_verified,
-        }
-    ctx["risky_network_share"] = round(risky_share, 3)
-    return bonus, ctx
+        return "unknown"
+    age = (at - account.created_at) / _DAY
+    band = "new" if age < 7 else "young" if age < 90 else "established"
+    return f"{account.tier}/{band}"
 
 
-class SelfBaseline:
-    """Fading mean and variance of one account's log volume features (VOLUME order).
+class History:
+    """One account's own history: log-volume baselines per view kind, known networks/clients.
 
-    >>> b = SelfBaseline()
+    >>> h = History()
     >>> for _ in range(20):
-    ...     b.learn((2.0, 5.0), alpha=0.1)
-    >>> [round(z, 1) for z in b.z((2.0, 9.0))]
+    ...     h.learn("5m", (2.0, 5.0), alpha=0.1)
+    >>> [round(z, 1) for z in h.z("5m", (2.0, 9.0))]
     [0.0, 11.4]
     """
 
-    __slots__ = ("mean", "n", "var")
+    __slots__ = ("agents", "nets", "stats")
 
     def __init__(self) -> None:
-        self.n = 0
-        self.mean = [0.0] * len(VOLUME)
-        self.var = [0.0] * len(VOLUME)
+        self.stats: dict[str, list[float]] = {}  # kind -> [n, mean..., var...]
+        self.nets: set[str] = set()
+        self.agents: set[str] = set()
 
-    def learn(self, logs: tuple[float, ...], alpha: float) -> None:
-        self.n += 1
-        a = max(alpha, 1.0 / self.n)  # exact mean while young, fading after
+    def windows(self, kind: str) -> int:
+        s = self.stats.get(kind)
+        return 0 if s is None else int(s[0])
+
+    def learn(self, kind: str, logs: tuple[float, ...], alpha: float) -> None:
+        k = len(logs)
+        s = self.stats.get(kind)
+        if s is None:
+            s = self.stats[kind] = [0.0] * (1 + 2 * k)
+        s[0] += 1
+        a = max(alpha, 1.0 / s[0])  # exact mean while young, fading after
         for i, x in enumerate(logs):
-            d = x - self.mean[i]
-            self.mean[i] += a * d
-            self.var[i] = (1 - a) * (self.var[i] + a * d * d)
+            d = x - s[1 + i]
+            s[1 + i] += a * d
+            s[1 + k + i] = (1 - a) * (s[1 + k + i] + a * d * d)
 
-    def z(self, logs: tuple[float, ...]) -> list[float]:
+    def z(self, kind: str, logs: tuple[float, ...]) -> list[float]:
+        s = self.stats[kind]
+        k = len(logs)
         return [
-            (x - m) / max(math.sqrt(v), _MIN_SELF_STD)
-            for x, m, v in zip(logs, self.mean, self.var, strict=True)
+            (x - s[1 + i]) / max(math.sqrt(s[1 + k + i]), _MIN_SELF_STD) for i, x in enumerate(logs)
         ]
 
+    def remember(self, view: View) -> None:
+        for net in view.nets:
+            if len(self.nets) >= _KNOWN_CAP:
+                break
+            self.nets.add(net)
+        for agent in view.agents:
+            if len(self.agents) >= _KNOWN_CAP:
+                break
+            self.agents.add(agent)
 
-_MIN_SELF_STD = 0.35
+    def novelty(self, view: View) -> tuple[float, float]:
+        """Share of the view's requests from unknown networks, and from unknown clients."""
+        n = view.counts["requests"]
+        new_nets = sum(c for net, c in view.nets.items() if net not in self.nets)
+        new_agents = sum(c for a, c in view.agents.items() if a not in self.agents)
+        return new_nets / n, new_agents / n
 
 
 class AccountDetector:
-    """Scores one account view against its partition's population and its own history."""
+    """Scores account views of one partition against its population and their own history."""
 
     def __init__(
         self,
@@ -114,6 +126,7 @@ class AccountDetector:
         z_learn: float,
         self_alpha: float = 0.05,
         self_min_windows: int = 5,
+        history_min_windows: int = 10,
     ) -> None:
         self.baselines = baselines
         self.z_alert = z_alert
@@ -121,41 +134,105 @@ class AccountDetector:
         self.min_volume_z = z_alert / 2
         self.self_alpha = self_alpha
         self.self_min_windows = self_min_windows
-        self.history: dict[str, SelfBaseline] = {}
+        self.history_min_windows = history_min_windows
+        self.history: dict[str, History] = {}
 
     def score(self, view: View, account: Account | None, warm: bool = True) -> Finding | None:
         """Score, then learn if (and only if) the view looks normal. None while warming up.
 
         ``warm=False`` (the partition is still in warm-up): nothing is flagged and the
-        account's own history learns every window, so that heavy-but-steady users have a
+        account's history learns every window, so that heavy-but-steady users have a
         history by the time alerts are allowed.
         """
-        cohort = cohort_of(account)
-        zs = self.baselines.score_one(cohort, view.values)
-        own = self.history.get(view.account_id)
-        if own is None:
-            own = self.history[view.account_id] = SelfBaseline()
+        kind = view.kind
+        cohort = cohort_of(account, view.end)
+        zs = self.baselines.score_one(kind, cohort, view.values)
+        hist = self.history.get(view.account_id)
+        if hist is None:
+            hist = self.history[view.account_id] = History()
         logs = tuple(math.log1p(view.values[f]) for f in VOLUME)
         if not zs:
-            self.baselines.learn_one(cohort, view.values)
-            own.learn(logs, self.self_alpha)
+            self._learn(view, cohort, hist, logs, population=True)
             return None
-        pop = {z.feature: z.z for z in zs}
-        if own.n >= self.self_min_windows:
-            volume_z = max(min(pop[f], s) for f, s in zip(VOLUME, own.z(logs), strict=True))
+        own_kind = kind if hist.windows(kind) >= self.self_min_windows else SHORT
+        if hist.windows(own_kind) >= self.self_min_windows:
+            # per-minute units in both views: a young hourly history borrows the 5-minute one
+            own = hist.z(own_kind, logs)
+            volume_z = max(min(zs[f].z, s) for f, s in zip(VOLUME, own, strict=True))
         else:
-            volume_z = max(pop[f] for f in VOLUME)
-        breadth = sum(0.5 for z in zs if z.feature not in VOLUME and z.z > 3.0)
-        bonus, ctx = context_of(account, view)
-        score = volume_z + min(breadth, 1.5) + bonus
-        flagged = warm and volume_z >= self.min_volume_z and score >= self.z_alert
-        if not flagged:
-            own.learn(logs, self.self_alpha)
-            if volume_z < self.z_learn:
-                self.baselines.learn_one(cohort, view.values)
-        return Finding(view, score, flagged, _reasons(zs), ctx)
+            volume_z = max(zs[f].z for f in VOLUME)
+        score, trusted, novel, reasons, ctx = self._evidence(view, account, hist, zs)
+        score += volume_z
+        long_outputs = zs["completion_tokens_per_request"].z >= 2.0
+        flagged = (
+            warm
+            and volume_z >= self.min_volume_z
+            and score >= self.z_alert
+            and (not trusted or novel or long_outputs)
+        )
+        if not flagged and score < self.z_learn:  # suspicious windows teach nothing
+            self._learn(view, cohort, hist, logs, population=volume_z < self.z_learn)
+        ranked = sorted(zs.values(), key=lambda z: (-z.z, z.feature))[:3]
+        reasons = [Reason(z.feature, z.observed, z.baseline, z.z) for z in ranked if z.z > 0] + [
+            r for r in reasons
+        ]
+        return Finding(view, score, flagged, reasons, ctx, f"{DETECTOR}-{kind}")
 
+    def _learn(
+        self, view: View, cohort: str, hist: History, logs: tuple[float, ...], population: bool
+    ) -> None:
+        hist.learn(view.kind, logs, self.self_alpha)
+        hist.remember(view)
+        if population:
+            self.baselines.learn_one(view.kind, cohort, view.values)
 
-def _reasons(zs: list[FeatureZ], top: int = 3) -> list[Reason]:
-    ranked = sorted(zs, key=lambda z: (-z.z, z.feature))[:top]
-    return [Reason(z.feature, z.observed, z.baseline, z.z) for z in ranked if z.z > 0]
+    def _evidence(
+        self, view: View, account: Account | None, hist: History, zs: dict[str, FeatureZ]
+    ) -> tuple[float, bool, bool, list[Reason], dict]:
+        """Bounded evidence terms; returns (points, trusted, novel, reasons, context)."""
+        v = view.values
+        points = 0.0
+        reasons: list[Reason] = []
+        points += min(2.0, max(0.0, zs["completion_tokens_per_request"].z - 1.0))
+        if v["template_reuse"] >= 0.7 and view.counts["fingerprinted"] >= 20:
+            points += 1.5
+            reasons.append(
+                Reason("template_reuse", v["template_reuse"], zs["template_reuse"].baseline, 1.5)
+            )
+        breadth = ("distinct_api_keys", "distinct_ips", "distinct_networks")
+        points += min(1.5, 0.5 * sum(zs[f].z > 3.0 for f in breadth))
+        novel = False
+        if hist.windows("5m") >= self.history_min_windows:
+            new_nets, new_agents = hist.novelty(view)
+            if new_nets >= 0.5:
+                points += 2.0
+                novel = True
+                reasons.append(Reason("new_network_share", new_nets, 0.0, 2.0))
+            if new_agents >= 0.5:
+                points += 1.0
+                novel = True
+                reasons.append(Reason("new_client_share", new_agents, 0.0, 1.0))
+        risky = v["risky_network_share"]
+        ctx: dict[str, str | bool | float | None] = {"view": view.kind}
+        trusted = False
+        if account is None:
+            points += 1.0
+            ctx["account"] = "unknown"
+        else:
+            age_days = max(0.0, (view.end - account.created_at) / _DAY)
+            trusted = account.payment_verified and age_days >= 90
+            ctx.update(
+                tier=account.tier,
+                account_age_days=round(age_days, 2),
+                payment_verified=account.payment_verified,
+            )
+            if not account.payment_verified:
+                points += 1.0
+            if age_days < 7:
+                points += 1.0
+        if trusted and not novel:
+            points -= 2.0
+        elif risky >= 0.5:
+            points += 1.5
+        ctx["risky_network_share"] = round(risky, 3)
+        return points, trusted, novel, reasons, ctx

@@ -2,17 +2,20 @@
 
 Events fall into per-account buckets of ``bucket_seconds`` (one minute by default). A
 bucket closes when the partition's watermark (the largest event time seen, minus the grace
-period) passes its end; at that moment the account's last ``view_buckets`` closed buckets
-are rolled into one :class:`View` (the 5-minute view) and handed to the detectors. Scoring
-therefore happens once per active account per bucket, not once per request: the per-event
-cost is a few counter updates.
+period) passes its end. At that moment the account's last ``view_buckets`` closed buckets
+are rolled into a short :class:`View` (the 5-minute view), and the bucket is added to the
+account's hour; when the watermark passes an hour boundary, every account active in that
+hour gets a long view (the 1-hour view). Scoring therefore happens once per active account
+per bucket and per hour, never per request: the per-event cost is a few counter updates.
 
 Late events (older than the watermark allows) are folded into the account's earliest
 open bucket: their volume still counts, their timestamp does not. That is the documented
 late-event policy; nothing is discarded.
 
-Only what detection needs is kept: counts, and sets of identifiers for distinct counts.
-No prompt or completion content ever reaches this module.
+Views carry, besides the feature values, the networks and clients seen with their request
+counts, so that the detector can measure novelty against the account's own history at
+close time. Only counts and identifiers ever reach this module: no prompt or completion
+content.
 """
 
 from __future__ import annotations
@@ -32,17 +35,21 @@ FEATURES = (
     "distinct_api_keys",
     "distinct_ips",
     "distinct_networks",
+    "distinct_asns",
+    "distinct_countries",
     "risky_network_share",
     "error_rate",
     "throttled_rate",
     "template_reuse",
     "active_minutes",
 )
+SHORT, LONG = "5m", "1h"
+_FP_CAP = 512  # distinct fingerprints tracked per window; beyond it reuse is reported as 0
 
 
 @dataclass(slots=True)
 class Bucket:
-    """One account's activity in one event-time bucket."""
+    """One account's activity in one bucket, or an hour of them merged (``minutes`` > 1)."""
 
     index: int
     requests: int = 0
@@ -52,12 +59,17 @@ class Bucket:
     throttled: int = 0
     risky: int = 0
     fingerprinted: int = 0
+    minutes: int = 0
     first_ts: float = float("inf")
     last_ts: float = 0.0
     keys: set[str] = field(default_factory=set)
     ips: set[str] = field(default_factory=set)
-    networks: set[str] = field(default_factory=set)
+    asns: set[int] = field(default_factory=set)
+    countries: set[str] = field(default_factory=set)
     fingerprints: set[str] = field(default_factory=set)
+    fp_overflow: bool = False
+    nets: dict[str, int] = field(default_factory=dict)  # /24 or /48 -> requests
+    agents: dict[str, int] = field(default_factory=dict)  # user agent -> requests
 
     def add(self, rec: Enriched) -> None:
         ev = rec.event
@@ -79,17 +91,57 @@ class Bucket:
             self.last_ts = ts
         self.keys.add(ev.api_key_id)
         self.ips.add(ev.ip)
-        self.networks.add(net.prefix or ev.ip)
+        if net.asn is not None:
+            self.asns.add(net.asn)
+        if net.country is not None:
+            self.countries.add(net.country)
+        prefix = net.prefix or ev.ip
+        self.nets[prefix] = self.nets.get(prefix, 0) + 1
+        self.agents[ev.user_agent] = self.agents.get(ev.user_agent, 0) + 1
         fp = ev.prompt_fingerprint
         if fp is not None:
             self.fingerprinted += 1
-            self.fingerprints.add(fp)
+            if not self.fp_overflow:
+                self.fingerprints.add(fp)
+                if len(self.fingerprints) > _FP_CAP:
+                    self.fp_overflow = True
+                    self.fingerprints.clear()
+
+    def merge(self, other: Bucket) -> None:
+        """Add ``other`` (a closed bucket) into this accumulator."""
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.errors += other.errors
+        self.throttled += other.throttled
+        self.risky += other.risky
+        self.fingerprinted += other.fingerprinted
+        self.minutes += 1
+        self.first_ts = min(self.first_ts, other.first_ts)
+        self.last_ts = max(self.last_ts, other.last_ts)
+        self.keys |= other.keys
+        self.ips |= other.ips
+        self.asns |= other.asns
+        self.countries |= other.countries
+        if other.fp_overflow or self.fp_overflow:
+            self.fp_overflow = True
+            self.fingerprints.clear()
+        else:
+            self.fingerprints |= other.fingerprints
+            if len(self.fingerprints) > _FP_CAP:
+                self.fp_overflow = True
+                self.fingerprints.clear()
+        for k, v in other.nets.items():
+            self.nets[k] = self.nets.get(k, 0) + v
+        for k, v in other.agents.items():
+            self.agents[k] = self.agents.get(k, 0) + v
 
 
 @dataclass(slots=True)
 class View:
-    """The rolled view of one account over its last ``view_buckets`` buckets."""
+    """One account's rolled-up activity over ``[start, end)``: the unit that is scored."""
 
+    kind: str  # SHORT or LONG
     account_id: str
     start: float
     end: float
@@ -97,30 +149,79 @@ class View:
     last_ts: float
     values: dict[str, float]
     counts: dict[str, int]
+    nets: dict[str, int]
+    agents: dict[str, int]
 
 
 @dataclass(slots=True)
 class AccountWindows:
-    """Open buckets and the recent closed ones of one account."""
+    """Open buckets, the recent closed ones, and the current hour of one account."""
 
     open: dict[int, Bucket] = field(default_factory=dict)
     closed: deque[Bucket] = field(default_factory=deque)
+    hour: Bucket | None = None
+
+
+def make_view(kind: str, acct_id: str, start: float, end: float, b: Bucket) -> View:
+    """Feature values of an accumulated bucket over a window of ``end - start`` seconds."""
+    n = b.requests
+    minutes = (end - start) / 60.0
+    if b.fp_overflow:
+        reuse = 0.0
+    else:
+        reuse = (1.0 - len(b.fingerprints) / b.fingerprinted) if b.fingerprinted else 0.0
+    values = {
+        "requests_per_min": n / minutes,
+        "prompt_tokens_per_min": b.prompt_tokens / minutes,
+        "completion_tokens_per_min": b.completion_tokens / minutes,
+        "completion_tokens_per_request": b.completion_tokens / n,
+        "completion_prompt_ratio": b.completion_tokens / (b.prompt_tokens + 1.0),
+        "distinct_api_keys": float(len(b.keys)),
+        "distinct_ips": float(len(b.ips)),
+        "distinct_networks": float(len(b.nets)),
+        "distinct_asns": float(len(b.asns)),
+        "distinct_countries": float(len(b.countries)),
+        "risky_network_share": b.risky / n,
+        "error_rate": b.errors / n,
+        "throttled_rate": b.throttled / n,
+        "template_reuse": reuse,
+        "active_minutes": float(b.minutes),
+    }
+    counts = {
+        "requests": n,
+        "prompt_tokens": b.prompt_tokens,
+        "completion_tokens": b.completion_tokens,
+        "fingerprinted": b.fingerprinted,
+        "distinct_api_keys": len(b.keys),
+        "distinct_ips": len(b.ips),
+        "distinct_networks": len(b.nets),
+        "risky_network_requests": b.risky,
+    }
+    return View(kind, acct_id, start, end, b.first_ts, b.last_ts, values, counts, b.nets, b.agents)
 
 
 class WindowStore:
     """Event-time windows of every account of one partition.
 
-    ``add`` places an event; ``advance`` returns the views of buckets that the watermark
-    has closed, in (bucket, account id) order, so the output is a pure function of the
-    partition's event sequence.
+    ``add`` places an event; ``advance`` returns the views that the watermark has closed,
+    grouped by bucket index, in (index, kind, account id) order, so the output is a pure
+    function of the partition's event sequence.
     """
 
-    def __init__(self, bucket_seconds: int, view_buckets: int, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        bucket_seconds: int,
+        view_buckets: int,
+        grace_seconds: float,
+        hour_buckets: int | None = None,
+    ) -> None:
         self.bucket_seconds = bucket_seconds
         self.view_buckets = view_buckets
+        self.hour_buckets = hour_buckets or max(1, 3600 // bucket_seconds)
         self.grace = grace_seconds
         self.accounts: dict[str, AccountWindows] = {}
         self._active: dict[int, list[str]] = {}  # bucket index -> accounts with a bucket there
+        self._in_hour: set[str] = set()  # accounts with activity in the current hour
         self.closed_through: int | None = None  # highest closed bucket index
         self.max_ts: float | None = None
         self.late_events = 0
@@ -138,7 +239,11 @@ class WindowStore:
         bucket = acct.open.get(index)
         if bucket is None:
             bucket = acct.open[index] = Bucket(index)
-            self._active.setdefault(index, []).append(acct_id)
+            active = self._active.get(index)
+            if active is None:
+                self._active[index] = [acct_id]
+            else:
+                active.append(acct_id)
         bucket.add(rec)
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
@@ -156,9 +261,17 @@ class WindowStore:
         target = self.watermark_index()
         if target is None or self.closed_through is None or target <= self.closed_through:
             return []
+        hb = self.hour_buckets
+        first = self.closed_through + 1
+        indices = {i for i in self._active if i <= target}
+        # hour boundaries crossed, even where no account was active in that very bucket
+        boundary = first + (-(first + 1)) % hb
+        indices.update(range(boundary, target + 1, hb))
         out: list[tuple[int, list[View]]] = []
-        for index in sorted(i for i in self._active if i <= target):
-            views = [self._close(acct_id, index) for acct_id in sorted(self._active.pop(index))]
+        for index in sorted(indices):
+            views = [self._close(a, index) for a in sorted(self._active.pop(index, ()))]
+            if (index + 1) % hb == 0:
+                views.extend(self._close_hour(index))
             out.append((index, views))
         self.closed_through = target
         return out
@@ -171,64 +284,40 @@ class WindowStore:
         horizon = index - self.view_buckets
         while closed and closed[0].index <= horizon:
             closed.popleft()
-        return self._view(acct_id, index, closed)
-
-    def _view(self, acct_id: str, index: int, buckets: deque[Bucket]) -> View:
-        n = pt = ct = err = thr = risky = fpd = 0
-        first, last = float("inf"), 0.0
-        keys: set[str] = set()
-        ips: set[str] = set()
-        nets: set[str] = set()
-        fps: set[str] = set()
-        for b in buckets:
-            n += b.requests
-            pt += b.prompt_tokens
-            ct += b.completion_tokens
-            err += b.errors
-            thr += b.throttled
-            risky += b.risky
-            fpd += b.fingerprinted
-            first = min(first, b.first_ts)
-            last = max(last, b.last_ts)
-            keys |= b.keys
-            ips |= b.ips
-            nets |= b.networks
-            fps |= b.fingerprints
-        minutes = self.view_buckets * self.bucket_seconds / 60.0
-        values = {
-            "requests_per_min": n / minutes,
-            "prompt_tokens_per_min": pt / minutes,
-            "completion_tokens_per_min": ct / minutes,
-            "completion_tokens_per_request": ct / n,
-            "completion_prompt_ratio": ct / (pt + 1.0),
-            "distinct_api_keys": float(len(keys)),
-            "distinct_ips": float(len(ips)),
-            "distinct_networks": float(len(nets)),
-            "risky_network_share": risky / n,
-            "error_rate": err / n,
-            "throttled_rate": thr / n,
-            "template_reuse": (1.0 - len(fps) / fpd) if fpd else 0.0,
-            "active_minutes": float(len(buckets)),
-        }
-        counts = {
-            "requests": n,
-            "prompt_tokens": pt,
-            "completion_tokens": ct,
-            "distinct_api_keys": len(keys),
-            "distinct_ips": len(ips),
-            "distinct_networks": len(nets),
-            "risky_network_requests": risky,
-        }
+        if acct.hour is None:
+            acct.hour = Bucket(index)
+            self._in_hour.add(acct_id)
+        acct.hour.merge(bucket)
         end = (index + 1) * self.bucket_seconds
         start = end - self.view_buckets * self.bucket_seconds
-        return View(acct_id, float(start), float(end), first, last, values, counts)
+        if len(closed) == 1:
+            roll = Bucket(index)
+            roll.merge(bucket)
+        else:
+            roll = Bucket(index)
+            for b in closed:
+                roll.merge(b)
+        return make_view(SHORT, acct_id, float(start), float(end), roll)
+
+    def _close_hour(self, index: int) -> list[View]:
+        end = (index + 1) * self.bucket_seconds
+        start = end - self.hour_buckets * self.bucket_seconds
+        views = []
+        for acct_id in sorted(self._in_hour):
+            acct = self.accounts[acct_id]
+            if acct.hour is not None:
+                views.append(make_view(LONG, acct_id, float(start), float(end), acct.hour))
+                acct.hour = None
+        self._in_hour.clear()
+        return views
 
     def evict_idle(self, before_index: int) -> int:
-        """Forget accounts with no open bucket and no closed bucket at or after ``before_index``."""
+        """Forget window state of accounts with no open bucket, no hour in progress and no
+        closed bucket at or after ``before_index`` (their learned history lives elsewhere)."""
         idle = [
             a
             for a, w in self.accounts.items()
-            if not w.open and (not w.closed or w.closed[-1].index < before_index)
+            if not w.open and w.hour is None and (not w.closed or w.closed[-1].index < before_index)
         ]
         for a in idle:
             del self.accounts[a]
