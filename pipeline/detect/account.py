@@ -170,7 +170,7 @@ class AccountDetector:
             and score >= self.z_alert
             and (not trusted or novel or long_outputs)
         )
-        if not flagged and score < self.z_learn:  # suspicious windows teach nothing
+        if not flagged and (not warm or score < self.z_learn):  # suspicious ones teach nothing
             self._learn(view, cohort, hist, logs, population=volume_z < self.z_learn)
         ranked = sorted(zs.values(), key=lambda z: (-z.z, z.feature))[:3]
         reasons = [Reason(z.feature, z.observed, z.baseline, z.z) for z in ranked if z.z > 0] + [
