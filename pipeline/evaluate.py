@@ -60,7 +60,7 @@ def run(
         scenarios=scenarios,
         attack_at=attack_at,
     )
-    flow = Flow(settings.detector, network)
+    flow = Flow(settings.detector, network, partitions=set(range(partitions)))
     for acct in sim.accounts():
         flow.accounts.put(acct)
     campaign_of = {r["account_id"]: r for r in sim.labels() if r["label"] == "attack"}

@@ -24,10 +24,11 @@ from kafka.partitioner.default import murmur2
 from pipeline.alerts.policy import AlertPolicy
 from pipeline.codec import decode_request
 from pipeline.detect.account import AccountDetector
+from pipeline.detect.campaigns import CampaignDetector
 from pipeline.detect.population import PopulationBaselines
 from pipeline.enrich.accounts import AccountDirectory
 from pipeline.enrich.network import NetworkEnricher
-from pipeline.features.windows import SHORT, WindowStore
+from pipeline.features.windows import SHORT, View, WindowStore
 from pipeline.records import (
     Alert,
     DeadLetter,
@@ -98,14 +99,21 @@ class Shard:
         if self.first_index is None:
             self.first_index = int(rec.event.ts // self.cfg.bucket_seconds)
 
-    def advance(self, accounts: AccountDirectory, out: list[Alert]) -> None:
-        """Close the buckets the watermark passed; score their views; apply the policy."""
+    def advance(
+        self, accounts: AccountDirectory, out: list[Alert], short: list[tuple[int, View]]
+    ) -> None:
+        """Close the buckets the watermark passed; score their views; apply the policy.
+
+        Closed 5-minute views are also appended to ``short`` for the campaign stage.
+        """
         for index, views in self.windows.advance():
             age = index - (self.first_index if self.first_index is not None else index)
             for view in views:
                 # an hourly view needs two whole hours behind its baselines to mean anything
                 warm = age >= (self.warm_from if view.kind == SHORT else self.warm_long)
                 finding = self.detector.score(view, accounts.get(view.account_id), warm)
+                if view.kind == SHORT:
+                    short.append((index, view))
                 if finding is not None and finding.flagged:
                     alert = self.policy.on_finding(finding, index)
                     if alert is not None:
@@ -123,9 +131,16 @@ class Flow:
         network: NetworkEnricher,
         accounts: AccountDirectory | None = None,
         keep_enriched: bool = False,
+        partitions: set[int] | None = None,
     ) -> None:
         self.cfg = cfg
         self.keep_enriched = keep_enriched
+        self.expected = partitions  # shards the campaign stage waits for (None: those seen)
+        self.campaigns = CampaignDetector(
+            cfg.bucket_seconds, resolve_after=cfg.resolve_after_minutes * 60 // cfg.bucket_seconds
+        )
+        self._pending: dict[int, list[View]] = {}
+        self._campaign_through: int | None = None
         self.network = network
         self.accounts = accounts if accounts is not None else AccountDirectory()
         self.shards: dict[int, Shard] = {}
@@ -146,6 +161,7 @@ class Flow:
         """
         for p in [p for p in self.shards if p not in partitions]:
             del self.shards[p]
+        self.expected = set(partitions)
 
     def process_message(self, key: bytes | None, value: bytes | None, source: Source) -> Output:
         """One Kafka message: a single JSON event, or many as newline-delimited JSON.
@@ -200,8 +216,36 @@ class Flow:
         self.counters.processed += 1
         if sh.windows.watermark_index() != sh.windows.closed_through:
             before = len(out.alerts)
-            sh.advance(self.accounts, out.alerts)
+            short: list[tuple[int, View]] = []
+            sh.advance(self.accounts, out.alerts, short)
+            for index, view in short:
+                self._pending.setdefault(index, []).append(view)
+            self._campaign_stage(out.alerts)
             self.counters.alerts += len(out.alerts) - before
+
+    def _campaign_stage(self, out: list[Alert]) -> None:
+        """Feed the campaign detector every bucket that all expected partitions have closed.
+
+        Within a bucket, views go in account-id order, so the result does not depend on how
+        partitions interleave. A partition that receives nothing holds the stage back (it
+        cannot know that bucket is complete).
+        """
+        expected = self.expected if self.expected is not None else set(self.shards)
+        closed = []
+        for p in expected:
+            sh = self.shards.get(p)
+            if sh is None or sh.windows.closed_through is None:
+                return
+            closed.append(sh.windows.closed_through)
+        through = min(closed)
+        start = self._campaign_through
+        if start is None:
+            start = min(self._pending, default=through + 1) - 1
+        for index in range(start + 1, through + 1):
+            for view in sorted(self._pending.pop(index, ()), key=lambda v: v.account_id):
+                self.campaigns.observe(view, self.accounts.get(view.account_id), index)
+            out.extend(self.campaigns.tick(index))
+        self._campaign_through = max(start, through)
 
     def _dead_letter(
         self, bad: InvalidEvent, key: bytes | None, raw: bytes | None, source: Source, out: Output

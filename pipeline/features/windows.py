@@ -151,6 +151,7 @@ class View:
     counts: dict[str, int]
     nets: dict[str, int]
     agents: dict[str, int]
+    fingerprints: set[str]  # distinct prompt fingerprints (empty past the cap)
 
 
 @dataclass(slots=True)
@@ -197,7 +198,19 @@ def make_view(kind: str, acct_id: str, start: float, end: float, b: Bucket) -> V
         "distinct_networks": len(b.nets),
         "risky_network_requests": b.risky,
     }
-    return View(kind, acct_id, start, end, b.first_ts, b.last_ts, values, counts, b.nets, b.agents)
+    return View(
+        kind,
+        acct_id,
+        start,
+        end,
+        b.first_ts,
+        b.last_ts,
+        values,
+        counts,
+        b.nets,
+        b.agents,
+        b.fingerprints,
+    )
 
 
 class WindowStore:

@@ -27,7 +27,7 @@ def run_simulation(
     as a rebalanced or multi-worker deployment would.
     """
     sim = Simulation(seed=seed, accounts=300, duration=duration, rate=15.0, scenarios=scenarios)
-    flow = Flow(Settings.load(environ={}).detector, network)
+    flow = Flow(Settings.load(environ={}).detector, network, partitions=set(range(PARTITIONS)))
     for acct in sim.accounts():
         flow.accounts.put(acct)
     per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
