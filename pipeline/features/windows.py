@@ -7,6 +7,9 @@ are rolled into a short :class:`View` (the 5-minute view), and the bucket is add
 account's hour; when the watermark passes an hour boundary, every account active in that
 hour gets a long view (the 1-hour view). Scoring therefore happens once per active account
 per bucket and per hour, never per request: the per-event cost is a few counter updates.
+Views with fewer than ``min_short`` (5-minute) or ``min_long`` (hourly) requests are not
+built at all: one or two requests cannot be extraction at scale, and most accounts are
+that quiet most of the time.
 
 Late events (older than the watermark allows) are folded into the account's earliest
 open bucket: their volume still counts, their timestamp does not. That is the documented
@@ -227,11 +230,15 @@ class WindowStore:
         view_buckets: int,
         grace_seconds: float,
         hour_buckets: int | None = None,
+        min_short: int = 3,
+        min_long: int = 10,
     ) -> None:
         self.bucket_seconds = bucket_seconds
         self.view_buckets = view_buckets
         self.hour_buckets = hour_buckets or max(1, 3600 // bucket_seconds)
         self.grace = grace_seconds
+        self.min_short = min_short  # fewer requests than this: no view (nothing to score)
+        self.min_long = min_long
         self.accounts: dict[str, AccountWindows] = {}
         self._active: dict[int, list[str]] = {}  # bucket index -> accounts with a bucket there
         self._in_hour: set[str] = set()  # accounts with activity in the current hour
@@ -282,14 +289,18 @@ class WindowStore:
         indices.update(range(boundary, target + 1, hb))
         out: list[tuple[int, list[View]]] = []
         for index in sorted(indices):
-            views = [self._close(a, index) for a in sorted(self._active.pop(index, ()))]
+            views = [
+                v
+                for a in sorted(self._active.pop(index, ()))
+                if (v := self._close(a, index)) is not None
+            ]
             if (index + 1) % hb == 0:
                 views.extend(self._close_hour(index))
             out.append((index, views))
         self.closed_through = target
         return out
 
-    def _close(self, acct_id: str, index: int) -> View:
+    def _close(self, acct_id: str, index: int) -> View | None:
         acct = self.accounts[acct_id]
         bucket = acct.open.pop(index)
         closed = acct.closed
@@ -301,15 +312,13 @@ class WindowStore:
             acct.hour = Bucket(index)
             self._in_hour.add(acct_id)
         acct.hour.merge(bucket)
+        if sum(b.requests for b in closed) < self.min_short:
+            return None
         end = (index + 1) * self.bucket_seconds
         start = end - self.view_buckets * self.bucket_seconds
-        if len(closed) == 1:
-            roll = Bucket(index)
-            roll.merge(bucket)
-        else:
-            roll = Bucket(index)
-            for b in closed:
-                roll.merge(b)
+        roll = Bucket(index)
+        for b in closed:
+            roll.merge(b)
         return make_view(SHORT, acct_id, float(start), float(end), roll)
 
     def _close_hour(self, index: int) -> list[View]:
@@ -319,7 +328,8 @@ class WindowStore:
         for acct_id in sorted(self._in_hour):
             acct = self.accounts[acct_id]
             if acct.hour is not None:
-                views.append(make_view(LONG, acct_id, float(start), float(end), acct.hour))
+                if acct.hour.requests >= self.min_long:
+                    views.append(make_view(LONG, acct_id, float(start), float(end), acct.hour))
                 acct.hour = None
         self._in_hour.clear()
         return views

@@ -64,6 +64,14 @@ def test_decoder_accepts_exactly_what_the_schema_accepts(doc: dict) -> None:
     assert isinstance(result, RequestEvent) == SCHEMA.is_valid(doc), (doc, result)
 
 
+@settings(max_examples=600, deadline=None)
+@given(mutated_events())
+def test_fast_path_agrees_with_the_detailed_validator(doc: dict) -> None:
+    fast = codec._fast_request(doc)
+    if fast is not None:
+        assert fast == codec.checked_request(doc)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
