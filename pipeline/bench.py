@@ -9,6 +9,11 @@ Sections:
 ``enrich``
     Account + network enrichment of already-decoded events: warm (every address cached)
     and cold (a fresh cache over ``distinct`` distinct addresses, IPv4 and IPv6).
+``core``
+    The offline detection core over encoded events (decode, validate, enrich, windows,
+    scoring, campaigns, alert policy), as replay runs it, on a heavy-tailed population;
+    and the resident memory the core holds per active account, measured at two population
+    sizes (the difference cancels fixed costs such as the IP data).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import orjson
 from pipeline.codec import decode_request, encode_request
 from pipeline.enrich.accounts import AccountDirectory
 from pipeline.enrich.network import NetworkEnricher
-from pipeline.records import Enriched, RequestEvent
+from pipeline.flow import Flow, partition_for
+from pipeline.records import Enriched, RequestEvent, Source
 from pipeline.settings import Settings
 from pipeline.sim.scenarios import Simulation
 
@@ -137,13 +143,99 @@ def bench_enrich(repeat: int = 3, n: int = 100_000, distinct: int = 100_000, see
     }
 
 
+def _rss() -> int:
+    """Current resident set size in bytes (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _core_events(accounts: int, minutes: float, seed: int) -> list[tuple[bytes, bytes, int]]:
+    """Encoded events of a heavy-tailed population, ~2 requests/min per account on average."""
+    sim = Simulation(
+        seed=seed, accounts=accounts, duration=minutes * 60, rate=accounts * 2.0 / 60, scenarios=()
+    )
+    return [
+        (key := ev.account_id.encode(), encode_request(ev), partition_for(key, 4))
+        for ev in sim.events()
+    ], sim
+
+
+def bench_core(
+    repeat: int = 1, accounts: int = 100_000, minutes: float = 10, seed: int = 7
+) -> dict:
+    settings = Settings.load()
+    network = NetworkEnricher.from_settings(settings.network)
+    events, sim = _core_events(accounts, minutes, seed)
+    raws = [raw for _, raw, _ in events]
+
+    def decode_only() -> None:
+        loads = orjson.loads
+        for raw in raws:
+            loads(raw)
+
+    holder: list[Flow] = []
+
+    def core() -> None:
+        flow = Flow(settings.detector, network, partitions={0, 1, 2, 3})
+        for acct in sim.accounts():
+            flow.accounts.put(acct)
+        for i, (key, raw, p) in enumerate(events):
+            flow.process_message(key, raw, Source("bench", p, i))
+        holder[:] = [flow]
+
+    floor = best_of(repeat, len(events), "orjson decode only (floor)", decode_only)
+    live = best_of(repeat, len(events), f"offline core, {accounts:,} accounts", core)
+    holder.clear()
+    memory = {
+        n: _memory_per_account(settings, network, n, seed) for n in (accounts // 10, accounts)
+    }
+    return {
+        "machine": machine(),
+        "figures": [
+            {"name": f.name, "events": f.events, "eps": round(f.eps), "x_decode": f.eps / floor.eps}
+            for f in (floor, live)
+        ],
+        "offline_eps": round(live.eps),
+        "decode_eps": round(floor.eps),
+        "bytes_per_account": memory,
+    }
+
+
+def _memory_per_account(settings: Settings, network: NetworkEnricher, accounts: int, seed: int):
+    """Resident bytes per active account of the core's state after 10 simulated minutes."""
+    events, sim = _core_events(accounts, 10, seed + 1)
+    directory = sim.accounts()
+    gc.collect()
+    before = _rss()
+    flow = Flow(settings.detector, network, partitions={0, 1, 2, 3})
+    for i, (key, raw, p) in enumerate(events):
+        flow.process_message(key, raw, Source("bench", p, i))
+    gc.collect()
+    after = _rss()
+    active = sum(len(sh.detector.history) for sh in flow.shards.values())
+    del directory
+    return {
+        "active_accounts": active,
+        "bytes_per_account": round((after - before) / max(1, active)),
+    }
+
+
 def machine() -> str:
     impl = f"{platform.python_implementation()} {platform.python_version()}"
     return f"{impl}, {platform.machine()}, {os.cpu_count()} CPUs"
 
 
 def print_table(result: dict) -> None:
-    print(f"machine: {result['machine']}; ASN table: {'yes' if result['asn_table'] else 'no'}")
+    asn = result.get("asn_table")
+    print(f"machine: {result['machine']}" + ("" if asn is None else f"; ASN table: {asn}"))
     print(f"{'measurement':48s} {'events/s':>12s} {'x decode-only':>14s}")
     for f in result["figures"]:
         print(f"{f['name']:48s} {f['eps']:>12,d} {f['x_decode']:>14.2f}")
+    for m in (result.get("bytes_per_account") or {}).values():
+        print(
+            f"resident memory per active account at {m['active_accounts']:,} active accounts: "
+            f"{m['bytes_per_account']:,} bytes"
+        )

@@ -240,7 +240,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import bench
 
-    result = bench.bench_enrich(repeat=args.repeat, n=args.events, distinct=args.distinct)
+    if args.section == "core":
+        result = bench.bench_core(repeat=args.repeat or 1, accounts=args.accounts)
+    else:
+        result = bench.bench_enrich(repeat=args.repeat or 3, n=args.events, distinct=args.distinct)
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -381,10 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", parents=[common], help="benchmarks, ratios against floors")
-    p.add_argument("section", choices=["enrich"], help="what to measure")
+    p.add_argument("section", choices=["enrich", "core"], help="what to measure")
+    p.add_argument("--accounts", type=int, default=100_000, help="population of the core run")
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--distinct", type=int, default=100_000, help="addresses in the cold run")
-    p.add_argument("--repeat", type=int, default=3, help="best of N runs")
+    p.add_argument("--repeat", type=int, default=None, help="best of N (enrich 3, core 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
