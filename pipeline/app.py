@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from pipeline.codec import encode_alert, encode_dead_letter, encode_enriched
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.flow import Flow
+from pipeline.logs import json_handler
+from pipeline.metrics import WorkerMetrics, WorkerStats
 from pipeline.records import Source
 from pipeline.reference import ReferenceFollower
 from pipeline.settings import KafkaSettings, Settings
@@ -92,9 +96,13 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
         topic_allow_declare=False,
         value_serializer="raw",
         key_serializer="raw",
-        web_enabled=False,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        web_host=settings.web_bind,
         autodiscover=False,
         datadir=str(datadir),
+        loghandlers=[json_handler()] if settings.log_format == "json" else [],
     )
     raw = {
         "value_type": bytes,
@@ -107,18 +115,45 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
     dlq_topic = app.topic(t.name("dlq"), **raw)
     enriched_topic = app.topic(t.name("enriched"), **raw)
     reference = ReferenceFollower(settings, flow, aiokafka_kwargs(k))
+    stats = WorkerStats()
+    assigned: set[int] = set()
+    requests_name = t.name("requests")
+
+    def highwater(partition: int) -> int | None:
+        try:
+            return app.consumer.highwater(TP(requests_name, partition))
+        except Exception:  # not assigned (any more) or no fetch yet
+            return None
+
+    metrics = WorkerMetrics(flow, stats, highwater)
+    sample = WorkerMetrics.SAMPLE
 
     @app.agent(requests_topic)
     async def detect(stream: faust.StreamT) -> None:
+        n = 0
         async for event in stream.events():
             if not reference.ready.is_set():  # a new assignment is loading its accounts
                 await reference.ready.wait()
             m = event.message
-            out = flow.process_message(m.key, m.value, Source(m.topic, m.partition, m.offset))
+            source = Source(m.topic, m.partition, m.offset)
+            n += 1
+            started = time.perf_counter() if n % sample == 0 else 0.0
+            try:
+                out = flow.process_message(m.key, m.value, source)
+            except Exception as exc:  # a defect: keep the record, keep the worker alive
+                log.exception("internal error at %s[%d]@%d", m.topic, m.partition, m.offset)
+                out = flow.internal_error(m.key, m.value, source, exc)
+            if started:
+                metrics.processing.observe(time.perf_counter() - started)
+            stats.last_offset[m.partition] = m.offset
             if out:
                 for alert in out.alerts:
+                    stats.count_alert(alert.kind, alert.severity, alert.status)
                     await alerts_topic.send(
-                        key=alert.account_ids[0].encode(), value=encode_alert(alert)
+                        key=(
+                            alert.account_ids[0] if alert.kind == "account" else alert.alert_id
+                        ).encode(),
+                        value=encode_alert(alert),
                     )
                 for dl in out.dead_letters:
                     await dlq_topic.send(key=dl.key, value=encode_dead_letter(dl))
@@ -126,10 +161,34 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
                     await enriched_topic.send(key=m.key, value=encode_enriched(rec))
 
     @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: set, **_: Any) -> None:
-        mine = {tp.partition for tp in assigned if tp.topic == requests_topic.get_topic_name()}
+    async def on_assigned(sender: Any, tps: set, **_: Any) -> None:
+        mine = {tp.partition for tp in tps if tp.topic == requests_name}
         flow.retain_shards(mine)
+        assigned.clear()
+        assigned.update(mine)
         reference.follow_partitions(mine)
+
+    def is_ready() -> bool:
+        stats.ready = bool(assigned) and reference.ready.is_set()
+        return stats.ready
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        is_ready()
+        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        body = {
+            "ready": is_ready(),
+            "partitions": sorted(assigned),
+            "reference_loaded": reference.ready.is_set(),
+        }
+        return web.json(body, status=200 if body["ready"] else 503)
 
     @app.task
     async def follow_reference() -> None:

@@ -45,6 +45,7 @@ REASONS = (
     "duplicate_event",
     "empty_value",
     "too_large",
+    "internal_error",
 )
 
 #: Largest single event accepted (bytes). Real request events are ~0.5 KB.

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.broker import LocalBroker
+from pipeline.broker import LocalBroker, free_port
 from pipeline.codec import format_ts
 from pipeline.settings import Settings
 from pipeline.sim.publish import PublishStats, publish_simulation
@@ -63,12 +63,21 @@ def run_demo(settings: Settings, args: argparse.Namespace, sim: Simulation) -> i
             broker = LocalBroker(settings.broker_bin).start()
             settings = settings.with_overrides({"kafka.bootstrap": broker.bootstrap})
         settings = settings.with_overrides(
-            {"data_dir": str(workdir / "state"), "kafka.session_timeout_s": 6.0}
+            {
+                "data_dir": str(workdir / "state"),
+                "kafka.session_timeout_s": 6.0,
+                "web_port": free_port(),
+                "web_bind": "127.0.0.1",
+            }
         )
         print(f"broker {settings.kafka.bootstrap}; creating topics", flush=True)
         ensure_topics(settings)
         worker = start_worker(settings, workdir / "worker.log")
-        print(f"worker started (log: {workdir / 'worker.log'})", flush=True)
+        print(
+            f"worker started (log: {workdir / 'worker.log'}; metrics: "
+            f"http://127.0.0.1:{settings.web_port}/metrics)",
+            flush=True,
+        )
         labels = {row["account_id"]: row for row in sim.labels() if row["label"] == "attack"}
         print(
             f"simulating {len(sim.actors)} accounts from {format_ts(sim.start)} for "

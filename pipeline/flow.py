@@ -223,6 +223,15 @@ class Flow:
             self._campaign_stage(out.alerts)
             self.counters.alerts += len(out.alerts) - before
 
+    def internal_error(
+        self, key: bytes | None, value: bytes | None, source: Source, exc: Exception
+    ) -> Output:
+        """A record the core failed on (a defect, never bad input): dead-letter it whole."""
+        out = Output()
+        bad = InvalidEvent("internal_error", f"{type(exc).__name__}: {str(exc)[:200]}")
+        self._dead_letter(bad, key, value, source, out)
+        return out
+
     def _campaign_stage(self, out: list[Alert]) -> None:
         """Feed the campaign detector every bucket that all expected partitions have closed.
 

@@ -178,6 +178,9 @@ class Settings:
     app_id: str = _f("extraction-watch", "XWATCH_APP_ID", "Faust app id = consumer group id")
     seed: int = _f(7, "XWATCH_SEED", "seed for every random choice of the core and simulator")
     log_level: str = _f("warning", "XWATCH_LOG_LEVEL", "worker log level")
+    log_format: str = _f("text", "XWATCH_LOG_FORMAT", "text, or json (one object per line)")
+    web_port: int = _f(6066, "XWATCH_WEB_PORT", "worker HTTP port: /metrics, /healthz, /readyz")
+    web_bind: str = _f("0.0.0.0", "XWATCH_WEB_BIND", "address the worker's HTTP server binds")
     data_dir: str = _f(
         "~/.cache/extraction-watch", "XWATCH_DATA_DIR", "worker state directory (Faust datadir)"
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.broker import free_port
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.settings import Settings
 
@@ -51,5 +52,7 @@ def kafka_settings(bootstrap: str, tmp_path: Path) -> Settings:
             "app_id": f"xwatch-test-{tag}",
             "data_dir": str(tmp_path / "state"),
             "log_level": "info",
+            "web_port": str(free_port()),
+            "web_bind": "127.0.0.1",
         },
     )

@@ -1,0 +1,142 @@
+"""The closed set of metrics a worker exposes, in Prometheus text format.
+
+Nothing here touches the per-event path: the collector reads the flow's own counters and
+the worker's small bookkeeping (last offset per partition, sampled processing times) when
+Prometheus scrapes. Every name is listed in :data:`METRICS`; the README documents them and
+a test checks that a scrape exposes exactly these families.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from pipeline.flow import Flow
+
+METRICS: dict[str, str] = {
+    "xwatch_records_consumed": "records read from api.requests (lines of packed messages count)",
+    "xwatch_records_processed": "records that passed the contract and entered detection",
+    "xwatch_records_dead_lettered": "records sent to the DLQ, by reason",
+    "xwatch_late_events": "events older than the watermark allowed (folded, not dropped)",
+    "xwatch_alerts": "alert records emitted, by kind, severity and status",
+    "xwatch_consumer_lag": "messages behind the partition's high watermark",
+    "xwatch_event_time_lag_seconds": "wall clock minus the partition's event-time watermark",
+    "xwatch_processing_seconds": "time to process one message (sampled 1 in 64)",
+    "xwatch_state_accounts": "accounts with window state, per partition",
+    "xwatch_history_accounts": "accounts with learned history, per partition",
+    "xwatch_reference_accounts": "account records held (assigned partitions)",
+    "xwatch_network_overrides": "network.intel overrides held",
+    "xwatch_partition_warm": "1 once a partition is past its warm-up (alerts possible)",
+    "xwatch_ready": "1 when partitions are assigned and their reference data is loaded",
+}
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """What the Faust shell records beside the flow's counters (cheap, in memory)."""
+
+    last_offset: dict[int, int] = field(default_factory=dict)  # partition -> last processed
+    alerts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    ready: bool = False
+
+    def count_alert(self, kind: str, severity: str, status: str) -> None:
+        key = (kind, severity, status)
+        self.alerts[key] = self.alerts.get(key, 0) + 1
+
+
+class _Collector:
+    def __init__(
+        self,
+        flow: Flow,
+        stats: WorkerStats,
+        highwater: Callable[[int], int | None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.flow, self.stats, self.highwater, self.clock = flow, stats, highwater, clock
+
+    def collect(self) -> Iterator[Metric]:
+        c, flow, stats = self.flow.counters, self.flow, self.stats
+
+        def counter(name: str, value: float) -> CounterMetricFamily:
+            return CounterMetricFamily(name, METRICS[name], value=value)
+
+        yield counter("xwatch_records_consumed", c.consumed)
+        yield counter("xwatch_records_processed", c.processed)
+        dl = CounterMetricFamily(
+            "xwatch_records_dead_lettered",
+            METRICS["xwatch_records_dead_lettered"],
+            labels=["reason"],
+        )
+        for reason, n in sorted(c.dead_letter_reasons.items()):
+            dl.add_metric([reason], n)
+        yield dl
+        yield counter("xwatch_late_events", c.late)
+        alerts = CounterMetricFamily(
+            "xwatch_alerts", METRICS["xwatch_alerts"], labels=["kind", "severity", "status"]
+        )
+        for key, n in sorted(stats.alerts.items()):
+            alerts.add_metric(list(key), n)
+        yield alerts
+        now = self.clock()
+        families = {
+            name: GaugeMetricFamily(name, METRICS[name], labels=["partition"])
+            for name in (
+                "xwatch_consumer_lag",
+                "xwatch_event_time_lag_seconds",
+                "xwatch_state_accounts",
+                "xwatch_history_accounts",
+                "xwatch_partition_warm",
+            )
+        }
+        for p, sh in sorted(flow.shards.items()):
+            label = [str(p)]
+            high = self.highwater(p)
+            last = stats.last_offset.get(p)
+            if high is not None and last is not None:
+                families["xwatch_consumer_lag"].add_metric(label, max(0, high - last - 1))
+            if sh.windows.max_ts is not None:
+                families["xwatch_event_time_lag_seconds"].add_metric(label, now - sh.windows.max_ts)
+            families["xwatch_state_accounts"].add_metric(label, len(sh.windows.accounts))
+            families["xwatch_history_accounts"].add_metric(label, len(sh.detector.history))
+            warm = (
+                sh.windows.closed_through is not None
+                and sh.first_index is not None
+                and (sh.windows.closed_through - sh.first_index >= sh.warm_from)
+            )
+            families["xwatch_partition_warm"].add_metric(label, float(warm))
+        yield from families.values()
+        for name, value in (
+            ("xwatch_reference_accounts", len(flow.accounts)),
+            ("xwatch_network_overrides", len(flow.network.overrides)),
+            ("xwatch_ready", float(stats.ready)),
+        ):
+            yield GaugeMetricFamily(name, METRICS[name], value=value)
+
+
+class WorkerMetrics:
+    """A private registry with the collector and the processing-time histogram."""
+
+    SAMPLE = 64  # time one message in this many
+
+    def __init__(
+        self,
+        flow: Flow,
+        stats: WorkerStats,
+        highwater: Callable[[int], int | None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(flow, stats, highwater, clock))
+        self.processing = Histogram(
+            "xwatch_processing_seconds",
+            METRICS["xwatch_processing_seconds"],
+            buckets=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
