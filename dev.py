@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -37,6 +38,14 @@ def ensure_env() -> None:
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
         subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
         stamp.write_text(digest)
+    # Strimzi CRD schemas for the manifest tests come from the npm registry.
+    validate = ROOT / "deploy" / "validate"
+    if not (validate / "node_modules").is_dir():
+        npm = shutil.which("npm")
+        if npm is None or subprocess.call(
+            [npm, "install", "--silent", "--no-audit", "--no-fund"], cwd=validate
+        ):
+            print("note: npm install in deploy/validate failed; manifest tests will fail")
     # ASN numbers come from the npm registry (see pipeline/enrich/ipdata.py); idempotent.
     if subprocess.call([str(BIN / "xwatch"), "ipdata", "install"]) != 0:
         print("note: without the ASN table, network blocks carry no ASN numbers", flush=True)

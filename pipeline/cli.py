@@ -158,7 +158,11 @@ def cmd_ipdata(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{path} is installed ({ipdata.AsnTable.load(path).meta.get('source')})")
             return 0
         try:
-            path = ipdata.install(dest, version=args.version or ipdata.VERSION)
+            path = ipdata.install(
+                dest,
+                version=args.version or ipdata.VERSION,
+                tarball=Path(args.tarball) if args.tarball else None,
+            )
         except ipdata.IpDataError as exc:
             print(f"xwatch ipdata: {exc}", file=sys.stderr)
             return 1
@@ -369,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = isub.add_parser("install", parents=[common], help="fetch (npm pack) and compile it")
     i.add_argument("--version", default=None, help="package version (default: the pinned one)")
     i.add_argument("--force", action="store_true", help="reinstall even if present")
+    i.add_argument("--tarball", help="an already fetched package .tgz (e.g. in an image build)")
     i.set_defaults(func=cmd_ipdata)
     isub.add_parser("info", parents=[common], help="what is installed").set_defaults(
         func=cmd_ipdata

