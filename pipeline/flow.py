@@ -77,7 +77,10 @@ class Shard:
         self.cfg = cfg
         self.windows = WindowStore(cfg.bucket_seconds, cfg.view_buckets, cfg.grace_seconds)
         self.detector = AccountDetector(
-            PopulationBaselines(cfg.baseline_alpha, cfg.warmup_windows), cfg.z_alert, cfg.z_learn
+            PopulationBaselines(cfg.baseline_alpha, cfg.warmup_windows),
+            cfg.z_alert,
+            cfg.z_learn,
+            paid_tiers=cfg.paid_tiers,
         )
         self.policy = AlertPolicy(
             cfg.z_alert,

@@ -162,6 +162,11 @@ class DetectorSettings:
     cooldown_minutes: int = _f(
         60, "XWATCH_COOLDOWN_MINUTES", "after a resolve, a new flag reopens the same episode"
     )
+    paid_tiers: frozenset[str] = _f(
+        frozenset({"pro", "team", "business", "enterprise"}),
+        "XWATCH_PAID_TIERS",
+        "tiers whose verified accounts are trusted from 30 days of age (others from 90)",
+    )
     allow_accounts: frozenset[str] = _f(
         frozenset(), "XWATCH_ALLOW_ACCOUNTS", "comma-separated account ids never alerted"
     )

@@ -6,14 +6,18 @@ The score of a view (5-minute or 1-hour) is
   unusual for the cohort (population baseline) *and*, once the account has a history, for
   the account itself: a heavy user who has always been heavy is not an extraction burst,
   while a quiet account that suddenly pulls long outputs at scale is. A window is never
-  flagged unless volume alone reaches ``z_alert / 2``;
+  flagged unless volume alone reaches ``z_alert / 2`` (``z_alert / 3`` with the signature);
 * plus bounded **evidence** of extraction: unusually long outputs, templated prompts, many
   keys/addresses/networks at once, hosting/VPN/Tor/proxy networks, an account with no
   record, without verified payment, or created days ago;
+* plus the **extraction signature**: templated prompts pulling unusually long outputs, which
+  also lowers the volume gate to a third of ``z_alert`` (a slow ramp is not yet unusual in
+  volume, but its shape already is);
 * plus **novelty** for an account with a history: most requests from networks or clients
   the account has never used (takeover, leaked key);
-* minus **trust**: a verified account older than 90 days that behaves like itself (no
-  novelty) scores 2 less and is flagged only for unusually long outputs as well.
+* minus **trust**: a verified account older than 90 days (30 for paid tiers) that behaves
+  like itself (no novelty) scores 2 less, gets no points for cloud networks, and is
+  flagged only for unusually long outputs as well.
 
 The account's own history (fading mean/variance of its log volume per view kind, the
 networks and clients it uses) is plain floats and small sets: it exists for every active
@@ -116,6 +120,11 @@ class History:
         return new_nets / n, new_agents / n
 
 
+def _templated(view: View) -> bool:
+    """Most prompts of the view repeat a few templates (enough of them to tell)."""
+    return view.values["template_reuse"] >= 0.7 and view.counts["fingerprinted"] >= 10
+
+
 class AccountDetector:
     """Scores account views of one partition against its population and their own history."""
 
@@ -127,7 +136,9 @@ class AccountDetector:
         self_alpha: float = 0.05,
         self_min_windows: int = 5,
         history_min_windows: int = 10,
+        paid_tiers: frozenset[str] = frozenset({"pro", "team", "business", "enterprise"}),
     ) -> None:
+        self.paid_tiers = paid_tiers
         self.baselines = baselines
         self.z_alert = z_alert
         self.z_learn = z_learn
@@ -154,19 +165,25 @@ class AccountDetector:
         if not zs:
             self._learn(view, cohort, hist, logs, population=True)
             return None
-        own_kind = kind if hist.windows(kind) >= self.self_min_windows else SHORT
-        if hist.windows(own_kind) >= self.self_min_windows:
-            # per-minute units in both views: a young hourly history borrows the 5-minute one
-            own = hist.z(own_kind, logs)
+        # Each view kind has its own history: a slow ramp poisons the 5-minute history
+        # (each step is small) long before it shows in hours. Two hourly windows (learned
+        # during the partition's two-hour warm-up) make an hourly history.
+        if hist.windows(kind) >= (self.self_min_windows if kind == SHORT else 2):
+            own = hist.z(kind, logs)
             volume_z = max(min(zs[f].z, s) for f, s in zip(VOLUME, own, strict=True))
         else:
             volume_z = max(zs[f].z for f in VOLUME)
         score, trusted, novel, reasons, ctx = self._evidence(view, account, hist, zs)
         score += volume_z
         long_outputs = zs["completion_tokens_per_request"].z >= 2.0
+        signature = long_outputs and _templated(view)
+        if signature:  # templated prompts pulling long outputs: what distillation looks like
+            score += 1.5
+            reasons.append(Reason("templated_long_outputs", 1.0, 0.0, 1.5))
+        gate = self.min_volume_z * (2 / 3 if signature else 1.0)
         flagged = (
             warm
-            and volume_z >= self.min_volume_z
+            and volume_z >= gate
             and score >= self.z_alert
             and (not trusted or novel or long_outputs)
         )
@@ -194,7 +211,7 @@ class AccountDetector:
         points = 0.0
         reasons: list[Reason] = []
         points += min(2.0, max(0.0, zs["completion_tokens_per_request"].z - 1.0))
-        if v["template_reuse"] >= 0.7 and view.counts["fingerprinted"] >= 20:
+        if _templated(view):
             points += 1.5
             reasons.append(
                 Reason("template_reuse", v["template_reuse"], zs["template_reuse"].baseline, 1.5)
@@ -220,7 +237,9 @@ class AccountDetector:
             ctx["account"] = "unknown"
         else:
             age_days = max(0.0, (view.end - account.created_at) / _DAY)
-            trusted = account.payment_verified and age_days >= 90
+            trusted = account.payment_verified and (
+                age_days >= 90 or (account.tier in self.paid_tiers and age_days >= 30)
+            )
             ctx.update(
                 tier=account.tier,
                 account_age_days=round(age_days, 2),
