@@ -141,7 +141,13 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
             try:
                 out = flow.process_message(m.key, m.value, source)
             except Exception as exc:  # a defect: keep the record, keep the worker alive
-                log.exception("internal error at %s[%d]@%d", m.topic, m.partition, m.offset)
+                log.exception(
+                    "internal error at %s[%d]@%d",
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    extra={"topic": m.topic, "partition": m.partition, "offset": m.offset},
+                )
                 out = flow.internal_error(m.key, m.value, source, exc)
             if started:
                 metrics.processing.observe(time.perf_counter() - started)

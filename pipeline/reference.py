@@ -135,8 +135,18 @@ class ReferenceFollower:
                             problem = apply_intel(self.flow, msg.key, msg.value)
                         if problem:
                             self.skipped += 1
+                            where = {
+                                "topic": tp.topic,
+                                "partition": tp.partition,
+                                "offset": msg.offset,
+                            }
                             log.warning(
-                                "skipped %s[%d]@%d: %s", tp.topic, tp.partition, msg.offset, problem
+                                "skipped %s[%d]@%d: %s",
+                                tp.topic,
+                                tp.partition,
+                                msg.offset,
+                                problem,
+                                extra=where,
                             )
                 for tp in [
                     tp
