@@ -234,6 +234,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         out = results[0] if len(results) == 1 else {"runs": results}
         print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    elif args.markdown:
+        evaluate.print_markdown(results)
     else:
         for result in results:
             evaluate.print_report(result)
@@ -386,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accounts", type=int, default=3000, help="benign population size")
     p.add_argument("--days", type=float, default=2.0, help="simulated days")
     p.add_argument("--json", action="store_true", help="scenarios -> figures, and overall")
+    p.add_argument("--markdown", action="store_true", help="one table over all seeds")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", parents=[common], help="benchmarks, ratios against floors")

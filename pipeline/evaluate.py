@@ -242,6 +242,52 @@ def print_report(result: dict) -> None:
     )
 
 
+def print_markdown(results: list[dict]) -> None:
+    """One table over several seeds, as the README shows it."""
+    seeds = [r["seed"] for r in results]
+    print("| scenario | figure | " + " | ".join(f"seed {s}" for s in seeds) + " |")
+    print("|---|---|" + "---|" * len(seeds))
+    names = sorted({n for r in results for n in r["scenarios"]})
+    for name in names:
+        rows = [r["scenarios"].get(name, {}) for r in results]
+        if rows[0].get("kind") == "attack":
+            figures = [
+                (
+                    "member recall / precision",
+                    lambda f: f"{f['member_recall']:.2f} / {_fmt(f['member_precision'], '.2f')}",
+                ),
+                ("time to detect (median)", lambda f: _dur(f["ttd_median_s"])),
+                (
+                    "completion tokens before alert",
+                    lambda f: _fmt(f["tokens_before_alert_median"], ",.0f"),
+                ),
+            ]
+        else:
+            figures = [
+                (
+                    "false alerts / 10k accounts / day",
+                    lambda f: (
+                        f"{f['false_alerts_per_10k_per_day']:.2f}"
+                        f" ({f['falsely_alerted']} of {f['accounts']:,})"
+                    ),
+                ),
+            ]
+        for label, fmt in figures:
+            print(f"| `{name}` | {label} | " + " | ".join(fmt(f) for f in rows) + " |")
+    for label, fmt in (
+        ("campaign recall", lambda o: f"{o.get('campaign_recall', 0):.2f}"),
+        (
+            "benign false alerts / 10k / day",
+            lambda o: (
+                f"{o['false_alerts_per_10k_per_day']:.2f} "
+                f"({o['benign_falsely_alerted']} of {o['benign_accounts']:,})"
+            ),
+        ),
+        ("events (offline events/s)", lambda o: f"{o['events']:,} ({o['events_per_s']:,}/s)"),
+    ):
+        print(f"| **overall** | {label} | " + " | ".join(fmt(r["overall"]) for r in results) + " |")
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
