@@ -20,13 +20,23 @@ from tests.unit.test_schemas import validator
 pytestmark = pytest.mark.integration
 
 
-def _event(n: int, ts: float) -> RequestEvent:
+SPOT_CHECKS = {  # ip -> (asn, kind), from the IP data notes
+    "8.8.8.8": (15169, "hosting"),
+    "52.95.110.1": (16509, "hosting"),
+    "20.1.1.1": (8075, "hosting"),
+    "185.220.101.1": (60729, "tor"),
+    "10.1.2.3": (None, "reserved"),
+    "2001:db8::1": (None, "reserved"),
+}
+
+
+def _event(n: int, ts: float, ip: str = "73.15.2.3") -> RequestEvent:
     return RequestEvent(
         event_id=f"live-{n}",
         ts=ts,
         account_id="acct-live",
         api_key_id="key-1",
-        ip="73.15.2.3",
+        ip=ip,
         user_agent="curl/8.5.0",
         endpoint="/v1/chat/completions",
         model="small-2025-06",
@@ -59,6 +69,12 @@ def test_override_and_account_update_apply_without_restart(kafka_settings, tmp_p
     with running_worker(s, tmp_path / "worker.log"):
         send()
         first = wait_for(lambda: enriched("live-1"), 90)
+        for i, ip in enumerate(SPOT_CHECKS, start=1):
+            producer.send(topic, key=b"acct-live", value=encode_request(_event(-i, t0, ip)))
+        producer.flush()
+        for i, (ip, (asn, kind)) in enumerate(SPOT_CHECKS.items(), start=1):
+            net = wait_for(lambda i=i: enriched(f"live--{i}"), 30)["network"]
+            assert (net["ip"], net["asn"], net["kind"]) == (ip, asn, kind)
         validator("enriched").validate(first)
         assert first["account"] == {"status": "unknown"}
         assert first["network"]["kind"] == "residential_or_unknown"
