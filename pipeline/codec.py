@@ -378,13 +378,6 @@ def account_from_dict(doc: Any) -> Account | InvalidEvent:
     )
 
 
-def decode_account(raw: bytes) -> Account | InvalidEvent:
-    try:
-        return account_from_dict(_loads(raw))
-    except _Bad as bad:
-        return bad.invalid
-
-
 def account_to_dict(acct: Account) -> dict[str, Any]:
     return {
         "account_id": acct.account_id,

@@ -49,7 +49,6 @@ def partition_for(key: bytes, partitions: int) -> int:
 class Counters:
     """What happened to every consumed record: consumed = processed + dead_lettered."""
 
-    messages: int = 0
     consumed: int = 0
     processed: int = 0
     dead_lettered: int = 0
@@ -173,7 +172,6 @@ class Flow:
         the rest of the message is still processed.
         """
         out = Output()
-        self.counters.messages += 1
         if value and b"\n" in value.strip():
             for n, line in enumerate(value.split(b"\n"), start=1):
                 if line.strip():

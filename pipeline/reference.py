@@ -84,7 +84,6 @@ class ReferenceFollower:
         self.ready = asyncio.Event()
         self._wanted: set[int] = set()
         self._changed = asyncio.Event()
-        self.skipped = 0
 
     def follow_partitions(self, partitions: set[int]) -> None:
         """The worker's ``api.requests`` assignment changed: follow these account partitions."""
@@ -134,7 +133,6 @@ class ReferenceFollower:
                         else:
                             problem = apply_intel(self.flow, msg.key, msg.value)
                         if problem:
-                            self.skipped += 1
                             where = {
                                 "topic": tp.topic,
                                 "partition": tp.partition,

@@ -19,8 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ENV_PREFIX = "XWATCH_"
-
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be parsed or is out of range."""

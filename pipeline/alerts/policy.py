@@ -44,7 +44,6 @@ class Episode:
     account_id: str
     detector: str
     opened: int
-    last_flag: int
     quiet_from: int  # bucket index from which the episode counts as quiet
     severity: str
     score: float
@@ -90,7 +89,6 @@ class AlertPolicy:
                 account_id=view.account_id,
                 detector=finding.detector,
                 opened=index,
-                last_flag=index,
                 quiet_from=self._quiet_from(finding, index),
                 severity=sev,
                 score=finding.score,
@@ -107,7 +105,6 @@ class AlertPolicy:
         reopened = ep.resolved_at is not None
         rose = SEVERITIES.index(sev) > SEVERITIES.index(ep.severity)
         ep.resolved_at = None
-        ep.last_flag = index
         ep.quiet_from = max(ep.quiet_from, self._quiet_from(finding, index))
         ep.window_end = view.end
         ep.last_event_ts = view.last_ts

@@ -28,24 +28,6 @@ from dataclasses import dataclass, field
 
 from pipeline.records import RISKY_KINDS, Enriched
 
-#: Feature names of a view, in a fixed order (reasons and schemas refer to them).
-FEATURES = (
-    "requests_per_min",
-    "prompt_tokens_per_min",
-    "completion_tokens_per_min",
-    "completion_tokens_per_request",
-    "completion_prompt_ratio",
-    "distinct_api_keys",
-    "distinct_ips",
-    "distinct_networks",
-    "distinct_asns",
-    "distinct_countries",
-    "risky_network_share",
-    "error_rate",
-    "throttled_rate",
-    "template_reuse",
-    "active_minutes",
-)
 SHORT, LONG = "5m", "1h"
 _FP_CAP = 512  # distinct fingerprints tracked per window; beyond it reuse is reported as 0
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -71,7 +70,6 @@ def publish_simulation(
     bad_every: int = 0,
     stats: PublishStats | None = None,
     stop: threading.Event | None = None,
-    on_batch: Callable[[PublishStats], None] | None = None,
 ) -> PublishStats:
     """Accounts first (so enrichment has them), then events in event-time order."""
     stats = stats or PublishStats()
@@ -96,8 +94,6 @@ def publish_simulation(
             if bad_every and stats.events % bad_every == 0:
                 prod.send(topic, key=key, value=malformed(stats.malformed, doc))
                 stats.malformed += 1
-            if on_batch is not None and stats.events % 1000 == 0:
-                on_batch(stats)
         prod.flush()
     finally:
         prod.close()
