@@ -56,16 +56,10 @@ def faust_credentials(k: KafkaSettings) -> Any:
 
 
 def aiokafka_kwargs(k: KafkaSettings) -> dict[str, Any]:
-    kw: dict[str, Any] = {
-        "bootstrap_servers": k.bootstrap,
-        "security_protocol": k.security_protocol,
-    }
-    if k.sasl_mechanism:
-        kw.update(
-            sasl_mechanism=k.sasl_mechanism,
-            sasl_plain_username=k.sasl_username,
-            sasl_plain_password=k.sasl_password,
-        )
+    """kafka-python's keyword arguments, but TLS as an ``ssl_context`` (aiokafka's form)."""
+    kw = k.client_kwargs()
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"):
+        kw.pop(name, None)
     ctx = _ssl_context(k)
     if ctx is not None:
         kw["ssl_context"] = ctx

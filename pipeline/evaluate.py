@@ -124,30 +124,14 @@ def figures(r: Run) -> dict:
             per[name] = _attack_figures(rows, first_alert, co_listed[name], r.tokens_before)
         else:
             ids = [row["account_id"] for row in rows]
-            bad = [a for a in ids if a in first_alert]
-            per[name] = {
-                "kind": "benign",
-                "accounts": len(ids),
-                "falsely_alerted": len(bad),
-                "false_alerts_per_10k_per_day": len(bad) / len(ids) * 10_000 / days,
-            }
+            per[name] = _benign_figures(len(ids), sum(a in first_alert for a in ids), days)
     population = [a for a in benign if a not in labels]
     pop_bad = [a for a in population if a in first_alert]
     if sim.launched_at is not None:  # the launch moves the whole population: attribute it
         lo, hi = sim.launched_at, sim.launched_at + 7 * HOUR
-        bad = [a for a in pop_bad if lo <= first_alert[a] < hi]
-        per["model_launch"] = {
-            "kind": "benign",
-            "accounts": len(population),
-            "falsely_alerted": len(bad),
-            "false_alerts_per_10k_per_day": len(bad) / max(1, len(population)) * 10_000 / days,
-        }
-    per["population"] = {
-        "kind": "benign",
-        "accounts": len(population),
-        "falsely_alerted": len(pop_bad),
-        "false_alerts_per_10k_per_day": len(pop_bad) / max(1, len(population)) * 10_000 / days,
-    }
+        bad = sum(lo <= first_alert[a] < hi for a in pop_bad)
+        per["model_launch"] = _benign_figures(len(population), bad, days)
+    per["population"] = _benign_figures(len(population), len(pop_bad), days)
     attack_rows = [row for row in labels.values() if row["label"] == "attack"]
     overall: dict = {
         "events": r.events,
@@ -160,6 +144,15 @@ def figures(r: Run) -> dict:
     if attack_rows:
         overall.update(_attack_figures(attack_rows, first_alert, set(first_alert), r.tokens_before))
     return {"scenarios": per, "overall": overall}
+
+
+def _benign_figures(accounts: int, alerted: int, days: float) -> dict:
+    return {
+        "kind": "benign",
+        "accounts": accounts,
+        "falsely_alerted": alerted,
+        "false_alerts_per_10k_per_day": alerted / max(1, accounts) * 10_000 / days,
+    }
 
 
 def _attack_figures(

@@ -121,7 +121,8 @@ class Shard:
                     if alert is not None:
                         out.append(alert)
             out.extend(self.policy.on_tick(index))
-            self.windows.evict_idle(index - 2 * self.cfg.view_buckets)
+            if (index + 1) % self.windows.hour_buckets == 0:  # a full scan: once an hour
+                self.windows.evict_idle(index - 2 * self.cfg.view_buckets)
 
 
 class Flow:
