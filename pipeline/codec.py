@@ -17,6 +17,7 @@ import ipaddress
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -172,16 +173,22 @@ def _loads(raw: bytes) -> dict:
 
 
 _SECONDS: dict[str, float] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch seconds (bounded)
-_OPTIONAL = ("org_id", "prompt_fingerprint", "request_bytes", "response_bytes")
+_TS_TAIL_RE = re.compile(r"(\.[0-9]{1,9})?(Z|\+00:00)")  # what follows a cached head
 
 
-def _fast_ts(value: object) -> float | None:
-    """Epoch seconds of a well-formed UTC timestamp, cached per second; None otherwise."""
-    if type(value) is not str or len(value) > 40 or _TS_RE.fullmatch(value) is None:
+def _fast_ts(value: str) -> float | None:
+    """Epoch seconds of a well-formed UTC timestamp, cached per second; None otherwise.
+
+    A head (``YYYY-MM-DDTHH:MM:SS``) in the cache has passed the full pattern and the
+    calendar check before, so only the tail is matched again.
+    """
+    if len(value) > 40:
         return None
     head = value[:19]
     base = _SECONDS.get(head)
     if base is None:
+        if _TS_RE.fullmatch(value) is None:
+            return None
         try:
             base = datetime.fromisoformat(head + "+00:00").timestamp()
         except ValueError:
@@ -189,69 +196,77 @@ def _fast_ts(value: object) -> float | None:
         if len(_SECONDS) > 100_000:
             _SECONDS.clear()
         _SECONDS[head] = base
+    elif _TS_TAIL_RE.fullmatch(value, 19) is None:
+        return None
     if len(value) > 20 and value[19] == ".":
         frac = value[20:].rstrip("Z").split("+", 1)[0]
         return base + int(frac[:6].ljust(6, "0")) / 1e6  # microseconds, as datetime does
     return base
 
 
+_REQUIRED = (
+    "event_id", "account_id", "api_key_id", "user_agent", "endpoint", "model", "ip", "ts",
+    "prompt_tokens", "completion_tokens", "status", "latency_ms",
+)  # fmt: skip
+_required = itemgetter(*_REQUIRED)
+_TYPES_INT_LATENCY = (str,) * 8 + (int,) * 4
+_TYPES_FLOAT_LATENCY = (str,) * 8 + (int,) * 3 + (float,)
+
+
 def _fast_request(doc: dict) -> RequestEvent | None:
     """The common case in one pass: a complete, valid event without optional surprises.
 
-    Returns None for anything unusual; the caller then runs the detailed validator, which
-    names the reason. Equivalence with the schema is proven by the property tests.
+    One C-level fetch of the required fields and one comparison of their types; then the
+    ranges. Returns None for anything unusual; the caller then runs the detailed
+    validator, which names the reason. Equivalence with the schema is proven by the
+    property tests.
     """
-    g = doc.get
-    event_id, account_id, key, ua = g("event_id"), g("account_id"), g("api_key_id"), g("user_agent")
-    endpoint, model, pt, ct, status = (
-        g("endpoint"),
-        g("model"),
-        g("prompt_tokens"),
-        g("completion_tokens"),
-        g("status"),
-    )
-    latency = g("latency_ms")
-    if not (
-        type(event_id) is str
-        and 0 < len(event_id) <= 128
-        and type(account_id) is str
-        and 0 < len(account_id) <= 128
-        and type(key) is str
-        and 0 < len(key) <= 128
-        and type(ua) is str
-        and len(ua) <= 512
-        and type(endpoint) is str
-        and 0 < len(endpoint) <= 128
-        and type(model) is str
-        and 0 < len(model) <= 128
-        and type(pt) is int
-        and 0 <= pt <= 100_000_000
-        and type(ct) is int
-        and 0 <= ct <= 100_000_000
-        and type(status) is int
-        and 100 <= status <= 599
-        and (type(latency) is float or type(latency) is int)
-        and 0 <= latency <= 86_400_000
-    ):
+    try:
+        values = _required(doc)
+    except KeyError:
         return None
-    ip_text = g("ip")
-    if type(ip_text) is not str or not 2 <= len(ip_text) <= 45:
+    types = tuple(map(type, values))
+    if types != _TYPES_FLOAT_LATENCY and types != _TYPES_INT_LATENCY:
+        return None
+    event_id, account_id, key, ua, endpoint, model, ip_text, ts_text, pt, ct, status, lat = values
+    if not (
+        0 < len(event_id) <= 128
+        and 0 < len(account_id) <= 128
+        and 0 < len(key) <= 128
+        and len(ua) <= 512
+        and 0 < len(endpoint) <= 128
+        and 0 < len(model) <= 128
+        and 2 <= len(ip_text) <= 45
+        and 0 <= pt <= 100_000_000
+        and 0 <= ct <= 100_000_000
+        and 100 <= status <= 599
+        and 0 <= lat <= 86_400_000
+    ):
         return None
     ip = normalize_ip(ip_text)
-    ts = _fast_ts(g("ts"))
+    ts = _fast_ts(ts_text)
     if ip is None or ts is None:
         return None
-    org, fp, rq, rs = (g(name) for name in _OPTIONAL)
-    if not (
-        (org is None or (type(org) is str and len(org) <= 128))
-        and (fp is None or (type(fp) is str and len(fp) <= 128))
-        and (rq is None or (type(rq) is int and 0 <= rq <= 10_000_000_000))
-        and (rs is None or (type(rs) is int and 0 <= rs <= 10_000_000_000))
-    ):
-        return None
+    if len(doc) == 12:  # no optional field
+        org = fp = rq = rs = None
+    else:
+        g = doc.get
+        org, fp, rq, rs = (
+            g("org_id"),
+            g("prompt_fingerprint"),
+            g("request_bytes"),
+            g("response_bytes"),
+        )
+        if not (
+            (org is None or (type(org) is str and len(org) <= 128))
+            and (fp is None or (type(fp) is str and len(fp) <= 128))
+            and (rq is None or (type(rq) is int and 0 <= rq <= 10_000_000_000))
+            and (rs is None or (type(rs) is int and 0 <= rs <= 10_000_000_000))
+        ):
+            return None
     return RequestEvent(
         event_id, ts, account_id, key, ip, ua, endpoint, model, pt, ct, status,
-        float(latency), org, fp, rq, rs,
+        float(lat), org, fp, rq, rs,
     )  # fmt: skip
 
 
