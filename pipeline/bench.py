@@ -228,7 +228,7 @@ def _memory_per_account(
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    active = sum(len(sh.detector.history) for sh in flow.shards.values())
+    active = sum(len(sh.windows.accounts) for sh in flow.shards.values())
     return {"active_accounts": active, "bytes_per_account": round(held / max(1, active))}
 
 

@@ -25,7 +25,7 @@ from pipeline.alerts.policy import AlertPolicy
 from pipeline.codec import decode_request
 from pipeline.detect.account import AccountDetector
 from pipeline.detect.campaigns import CampaignDetector
-from pipeline.detect.population import PopulationBaselines
+from pipeline.detect.population import CohortAnomaly, PopulationBaselines
 from pipeline.enrich.accounts import AccountDirectory
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.features.windows import SHORT, View, WindowStore
@@ -80,6 +80,8 @@ class Shard:
             cfg.z_alert,
             cfg.z_learn,
             paid_tiers=cfg.paid_tiers,
+            anomaly=CohortAnomaly(seed=cfg.model_seed, q=cfg.anomaly_quantile),
+            drift_threshold=cfg.drift_threshold,
         )
         self.policy = AlertPolicy(
             cfg.z_alert,
@@ -91,15 +93,6 @@ class Shard:
         self.first_index: int | None = None
         self.warm_from = cfg.warmup_minutes * 60 // cfg.bucket_seconds
         self.warm_long = max(self.warm_from, 2 * self.windows.hour_buckets)
-
-    def too_far_ahead(self, ts: float) -> bool:
-        mx = self.windows.max_ts
-        return mx is not None and ts - mx > self.cfg.max_future_skew_s
-
-    def add(self, rec: Enriched) -> None:
-        self.windows.add(rec)
-        if self.first_index is None:
-            self.first_index = int(rec.event.ts // self.cfg.bucket_seconds)
 
     def advance(
         self, accounts: AccountDirectory, out: list[Alert], short: list[tuple[int, View]]
@@ -121,8 +114,6 @@ class Shard:
                     if alert is not None:
                         out.append(alert)
             out.extend(self.policy.on_tick(index))
-            if (index + 1) % self.windows.hour_buckets == 0:  # a full scan: once an hour
-                self.windows.evict_idle(index - 2 * self.cfg.view_buckets)
 
 
 class Flow:
@@ -201,29 +192,37 @@ class Flow:
         source: Source | None = None,
     ) -> None:
         """A decoded event of ``partition``: enrich, window, and close what the watermark passed."""
-        sh = self.shard(partition)
-        if sh.too_far_ahead(ev.ts):
+        sh = self.shards.get(partition)
+        if sh is None:
+            sh = self.shard(partition)
+        windows = sh.windows
+        mx = windows.max_ts
+        ts = ev.ts
+        if mx is not None and ts - mx > self.cfg.max_future_skew_s:
             bad = InvalidEvent(
                 "timestamp_too_far_ahead",
                 f"ts is more than {self.cfg.max_future_skew_s:.0f} s ahead of the partition",
             )
             self._dead_letter(bad, key, raw, source or Source("", partition, 0), out)
             return
-        rec = Enriched(ev, self.accounts.get(ev.account_id), self.network.lookup(ev.ip, ev.ts))
+        rec = Enriched(ev, self.accounts.get(ev.account_id), self.network.lookup(ev.ip, ts))
         if self.keep_enriched:
             out.enriched.append(rec)
-        late_before = sh.windows.late_events
-        sh.add(rec)
-        self.counters.late += sh.windows.late_events - late_before
-        self.counters.processed += 1
-        if sh.windows.watermark_index() != sh.windows.closed_through:
+        late_before = windows.late_events
+        windows.add(rec)
+        if sh.first_index is None:
+            sh.first_index = int(ts // self.cfg.bucket_seconds)
+        c = self.counters
+        c.late += windows.late_events - late_before
+        c.processed += 1
+        if windows.watermark_index() != windows.closed_through:
             before = len(out.alerts)
             short: list[tuple[int, View]] = []
             sh.advance(self.accounts, out.alerts, short)
             for index, view in short:
                 self._pending.setdefault(index, []).append(view)
             self._campaign_stage(out.alerts)
-            self.counters.alerts += len(out.alerts) - before
+            c.alerts += len(out.alerts) - before
 
     def internal_error(
         self, key: bytes | None, value: bytes | None, source: Source, exc: Exception

@@ -101,7 +101,9 @@ class _Collector:
             if sh.windows.max_ts is not None:
                 families["xwatch_event_time_lag_seconds"].add_metric(label, now - sh.windows.max_ts)
             families["xwatch_state_accounts"].add_metric(label, len(sh.windows.accounts))
-            families["xwatch_history_accounts"].add_metric(label, len(sh.detector.history))
+            families["xwatch_history_accounts"].add_metric(
+                label, sum(1 for st in sh.windows.accounts.values() if st.views)
+            )
             warm = (
                 sh.windows.closed_through is not None
                 and sh.first_index is not None

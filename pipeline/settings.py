@@ -165,6 +165,13 @@ class DetectorSettings:
         "XWATCH_PAID_TIERS",
         "tiers whose verified accounts are trusted from 30 days of age (others from 90)",
     )
+    model_seed: int = _f(0, "XWATCH_MODEL_SEED", "seed of the river anomaly models (trees)")
+    anomaly_quantile: float = _f(
+        0.995, "XWATCH_ANOMALY_QUANTILE", "score quantile beyond which a cohort model objects"
+    )
+    drift_threshold: float = _f(
+        4.0, "XWATCH_DRIFT_THRESHOLD", "PageHinkley threshold on hourly log volume vs cohort"
+    )
     allow_accounts: frozenset[str] = _f(
         frozenset(), "XWATCH_ALLOW_ACCOUNTS", "comma-separated account ids never alerted"
     )

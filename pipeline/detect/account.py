@@ -28,17 +28,20 @@ warm-up it learns every window.
 
 from __future__ import annotations
 
+import copy
 import math
+from array import array
 from dataclasses import dataclass
 
-from pipeline.detect.population import VOLUME, FeatureZ, PopulationBaselines
-from pipeline.features.windows import SHORT, View
+from river.drift import PageHinkley as _PH
+
+from pipeline.detect.population import VOLUME, CohortAnomaly, FeatureZ, PopulationBaselines
+from pipeline.features.windows import LONG, SHORT, AccountState, View
 from pipeline.records import Account, Reason
 
 DETECTOR = "account"
 _DAY = 86_400.0
 _MIN_SELF_STD = 0.35
-_KNOWN_CAP = 32  # networks / clients remembered per account
 
 
 @dataclass(slots=True)
@@ -62,62 +65,38 @@ def cohort_of(account: Account | None, at: float) -> str:
     return f"{account.tier}/{band}"
 
 
-class History:
-    """One account's own history: log-volume baselines per view kind, known networks/clients.
+def _learn_stats(s: array | None, logs: tuple[float, ...], alpha: float) -> array:
+    """Fading mean/variance of the log volumes; exact mean while young, fading after.
 
-    >>> h = History()
+    Layout ``[n, mean..., var...]``.
+
+    >>> s = None
     >>> for _ in range(20):
-    ...     h.learn("5m", (2.0, 5.0), alpha=0.1)
-    >>> [round(z, 1) for z in h.z("5m", (2.0, 9.0))]
+    ...     s = _learn_stats(s, (2.0, 5.0), alpha=0.1)
+    >>> [round(z, 1) for z in _self_z(s, (2.0, 9.0))]
     [0.0, 11.4]
     """
+    k = len(logs)
+    if s is None:
+        s = array("d", [0.0] * (1 + 2 * k))
+    s[0] += 1
+    a = max(alpha, 1.0 / s[0])
+    for i, x in enumerate(logs):
+        d = x - s[1 + i]
+        s[1 + i] += a * d
+        s[1 + k + i] = (1 - a) * (s[1 + k + i] + a * d * d)
+    return s
 
-    __slots__ = ("agents", "nets", "stats")
 
-    def __init__(self) -> None:
-        self.stats: dict[str, list[float]] = {}  # kind -> [n, mean..., var...]
-        self.nets: set[str] = set()
-        self.agents: set[str] = set()
+def _self_z(s: array, logs: tuple[float, ...]) -> list[float]:
+    k = len(logs)
+    return [
+        (x - s[1 + i]) / max(math.sqrt(s[1 + k + i]), _MIN_SELF_STD) for i, x in enumerate(logs)
+    ]
 
-    def windows(self, kind: str) -> int:
-        s = self.stats.get(kind)
-        return 0 if s is None else int(s[0])
 
-    def learn(self, kind: str, logs: tuple[float, ...], alpha: float) -> None:
-        k = len(logs)
-        s = self.stats.get(kind)
-        if s is None:
-            s = self.stats[kind] = [0.0] * (1 + 2 * k)
-        s[0] += 1
-        a = max(alpha, 1.0 / s[0])  # exact mean while young, fading after
-        for i, x in enumerate(logs):
-            d = x - s[1 + i]
-            s[1 + i] += a * d
-            s[1 + k + i] = (1 - a) * (s[1 + k + i] + a * d * d)
-
-    def z(self, kind: str, logs: tuple[float, ...]) -> list[float]:
-        s = self.stats[kind]
-        k = len(logs)
-        return [
-            (x - s[1 + i]) / max(math.sqrt(s[1 + k + i]), _MIN_SELF_STD) for i, x in enumerate(logs)
-        ]
-
-    def remember(self, view: View) -> None:
-        for net in view.nets:
-            if len(self.nets) >= _KNOWN_CAP:
-                break
-            self.nets.add(net)
-        for agent in view.agents:
-            if len(self.agents) >= _KNOWN_CAP:
-                break
-            self.agents.add(agent)
-
-    def novelty(self, view: View) -> tuple[float, float]:
-        """Share of the view's requests from unknown networks, and from unknown clients."""
-        n = view.counts["requests"]
-        new_nets = sum(c for net, c in view.nets.items() if net not in self.nets)
-        new_agents = sum(c for a, c in view.agents.items() if a not in self.agents)
-        return new_nets / n, new_agents / n
+def _windows(s: array | None) -> int:
+    return 0 if s is None else int(s[0])
 
 
 def _templated(view: View) -> bool:
@@ -137,16 +116,23 @@ class AccountDetector:
         self_min_windows: int = 5,
         history_min_windows: int = 10,
         paid_tiers: frozenset[str] = frozenset({"pro", "team", "business", "enterprise"}),
+        anomaly: CohortAnomaly | None = None,
+        drift_delta: float = 0.1,
+        drift_threshold: float = 4.0,
+        drift_min_hours: int = 6,
     ) -> None:
         self.paid_tiers = paid_tiers
         self.baselines = baselines
+        self.anomaly = anomaly if anomaly is not None else CohortAnomaly()
         self.z_alert = z_alert
         self.z_learn = z_learn
         self.min_volume_z = z_alert / 2
         self.self_alpha = self_alpha
         self.self_min_windows = self_min_windows
         self.history_min_windows = history_min_windows
-        self.history: dict[str, History] = {}
+        self.drift_delta = drift_delta
+        self.drift_threshold = drift_threshold
+        self.drift_min_hours = drift_min_hours
 
     def score(self, view: View, account: Account | None, warm: bool = True) -> Finding | None:
         """Score, then learn if (and only if) the view looks normal. None while warming up.
@@ -156,24 +142,24 @@ class AccountDetector:
         history by the time alerts are allowed.
         """
         kind = view.kind
+        st = view.state
+        assert st is not None, "views from the window store carry their account state"
         cohort = cohort_of(account, view.end)
         zs = self.baselines.score_one(kind, cohort, view.values)
-        hist = self.history.get(view.account_id)
-        if hist is None:
-            hist = self.history[view.account_id] = History()
         logs = tuple(math.log1p(view.values[f]) for f in VOLUME)
         if not zs:
-            self._learn(view, cohort, hist, logs, population=True)
+            self._learn(view, cohort, logs, population=True)
             return None
         # Each view kind has its own history: a slow ramp poisons the 5-minute history
         # (each step is small) long before it shows in hours. Two hourly windows (learned
         # during the partition's two-hour warm-up) make an hourly history.
-        if hist.windows(kind) >= (self.self_min_windows if kind == SHORT else 2):
-            own = hist.z(kind, logs)
+        own_stats = st.stats_short if kind == SHORT else st.stats_long
+        if _windows(own_stats) >= (self.self_min_windows if kind == SHORT else 2):
+            own = _self_z(own_stats, logs)
             volume_z = max(min(zs[f].z, s) for f, s in zip(VOLUME, own, strict=True))
         else:
             volume_z = max(zs[f].z for f in VOLUME)
-        score, trusted, novel, reasons, ctx = self._evidence(view, account, hist, zs)
+        score, trusted, novel, reasons, ctx = self._evidence(view, account, zs)
         score += volume_z
         long_outputs = zs["completion_tokens_per_request"].z >= 2.0
         signature = long_outputs and _templated(view)
@@ -181,6 +167,15 @@ class AccountDetector:
             score += 1.5
             reasons.append(Reason("templated_long_outputs", 1.0, 0.0, 1.5))
         gate = self.min_volume_z * (2 / 3 if signature else 1.0)
+        if volume_z >= gate / 2:  # a candidate: ask the cohort model and the drift detector
+            verdict = self.anomaly.score(kind, cohort, view.values)
+            if verdict is not None and verdict[1]:
+                score += 1.0
+                reasons.append(Reason("cohort_anomaly", verdict[0], verdict[2], 1.0))
+            residual = logs[1] - math.log1p(zs[VOLUME[1]].baseline)
+            if kind == LONG and self._drifting(st, residual):
+                score += 1.0
+                reasons.append(Reason("usage_drift", view.values[VOLUME[1]], 0.0, 1.0))
         flagged = (
             warm
             and volume_z >= gate
@@ -188,23 +183,58 @@ class AccountDetector:
             and (not trusted or novel or long_outputs)
         )
         if not flagged and (not warm or score < self.z_learn):  # suspicious ones teach nothing
-            self._learn(view, cohort, hist, logs, population=volume_z < self.z_learn)
+            self._learn(view, cohort, logs, population=volume_z < self.z_learn)
+            if kind == LONG:
+                self._drift_learn(st, logs[1] - math.log1p(zs[VOLUME[1]].baseline))
         ranked = sorted(zs.values(), key=lambda z: (-z.z, z.feature))[:3]
         reasons = [Reason(z.feature, z.observed, z.baseline, z.z) for z in ranked if z.z > 0] + [
             r for r in reasons
         ]
         return Finding(view, score, flagged, reasons, ctx, f"{DETECTOR}-{kind}")
 
-    def _learn(
-        self, view: View, cohort: str, hist: History, logs: tuple[float, ...], population: bool
-    ) -> None:
-        hist.learn(view.kind, logs, self.self_alpha)
-        hist.remember(view)
+    def _drifting(self, st: AccountState, residual: float) -> bool:
+        """Would this hour's residual (log volume minus the cohort's) complete a drift?
+
+        Scored on a copy, so that scoring never changes the detector (the river contract).
+        """
+        ph = st.drift
+        if ph is None or ph._x_mean.n < self.drift_min_hours:
+            return False
+        probe = copy.deepcopy(ph)
+        probe.update(residual)
+        return probe.drift_detected
+
+    def _drift_learn(self, st: AccountState, residual: float) -> None:
+        """Feed a normal hour to the account's drift detector (river PageHinkley, upward).
+
+        The series is the account's hourly completion-token volume *relative to its
+        cohort*, so a new account starts from its cohort's baseline (residual ~ 0), and a
+        whole-population shift such as a model launch moves both sides alike.
+        """
+        if st.drift is None:
+            st.drift = _PH(
+                min_instances=self.drift_min_hours,
+                delta=self.drift_delta,
+                threshold=self.drift_threshold,
+                mode="up",
+            )
+        st.drift.update(residual)
+
+    def _learn(self, view: View, cohort: str, logs: tuple[float, ...], population: bool) -> None:
+        st = view.state
+        if view.kind == SHORT:
+            st.stats_short = _learn_stats(st.stats_short, logs, self.self_alpha)
+            st.views += 1
+        else:
+            st.stats_long = _learn_stats(st.stats_long, logs, self.self_alpha)
+        if view.values["new_network_share"] or view.values["new_client_share"]:
+            st.remember(view.nets, view.agents)
         if population:
             self.baselines.learn_one(view.kind, cohort, view.values)
+            self.anomaly.learn(view.kind, cohort, view.values)
 
     def _evidence(
-        self, view: View, account: Account | None, hist: History, zs: dict[str, FeatureZ]
+        self, view: View, account: Account | None, zs: dict[str, FeatureZ]
     ) -> tuple[float, bool, bool, list[Reason], dict]:
         """Bounded evidence terms; returns (points, trusted, novel, reasons, context)."""
         v = view.values
@@ -219,8 +249,8 @@ class AccountDetector:
         breadth = ("distinct_api_keys", "distinct_ips", "distinct_networks")
         points += min(1.5, 0.5 * sum(zs[f].z > 3.0 for f in breadth))
         novel = False
-        if hist.windows("5m") >= self.history_min_windows:
-            new_nets, new_agents = hist.novelty(view)
+        if view.state.views >= self.history_min_windows:
+            new_nets, new_agents = v["new_network_share"], v["new_client_share"]
             if new_nets >= 0.5:
                 points += 2.0
                 novel = True

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from river import stats
+from river import anomaly, stats
 
 #: Features whose increase is risky: volume first (a window is only ever flagged when a
 #: VOLUME feature is itself unusual), then shape and breadth.
@@ -112,3 +112,97 @@ class PopulationBaselines:
         if everyone is None:
             everyone = self._all[kind] = _Baseline(self.alpha)
         everyone.learn(logs)
+
+
+#: Inputs of the cohort anomaly model, on the log1p scale, with fixed plausible ranges.
+#: Fixed limits (rather than a streaming min-max scaler) keep a sustained burst from
+#: stretching the scale until it looks normal.
+ANOMALY_LIMITS: dict[str, tuple[float, float]] = {
+    "requests_per_min": (0.0, math.log1p(5_000.0)),
+    "completion_tokens_per_min": (0.0, math.log1p(5_000_000.0)),
+    "prompt_tokens_per_min": (0.0, math.log1p(5_000_000.0)),
+    "completion_tokens_per_request": (0.0, math.log1p(100_000.0)),
+    "distinct_api_keys": (0.0, math.log1p(200.0)),
+    "distinct_ips": (0.0, math.log1p(2_000.0)),
+    "distinct_networks": (0.0, math.log1p(1_000.0)),
+    "template_reuse": (0.0, math.log1p(1.0)),
+    "risky_network_share": (0.0, math.log1p(1.0)),
+    "interarrival_cv": (0.0, math.log1p(10.0)),
+}
+
+
+class CohortAnomaly:
+    """River anomaly models over account-window feature vectors, one per (kind, cohort).
+
+    Each model is ``QuantileFilter(HalfSpaceTrees(...), q)``: the trees score how isolated
+    a window is from the cohort's recent normal windows; the filter keeps a running
+    ``q``-quantile of the scores of learned windows, so "anomalous" means "beyond the
+    cohort's usual ``q``", whatever the cohort and the season. Contract: ``score`` never
+    changes state; ``learn`` is called only for windows that were not flagged (and the
+    filter itself does not learn the trees from windows above its threshold). Learning is
+    subsampled (every ``learn_every``-th normal window of the cohort, deterministic),
+    because a cohort produces far more normal windows than the trees need. A model scores
+    nothing until it has learned ``warmup`` windows (at least one full reference window).
+
+    >>> ca = CohortAnomaly(seed=1, warmup=50, window_size=50)
+    >>> normal = {f: 1.0 for f in ANOMALY_LIMITS}
+    >>> for i in range(400):
+    ...     ca.learn("5m", "free/new", dict(normal, requests_per_min=1.0 + (i % 7) / 7))
+    >>> ca.score("5m", "free/new", normal)[1]
+    False
+    >>> ca.score("5m", "free/new", dict(normal, requests_per_min=900.0, distinct_ips=300.0))[1]
+    True
+    >>> ca.score("1h", "free/new", normal)  # nothing learned for this kind: no opinion
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        q: float = 0.995,
+        warmup: int = 200,
+        learn_every: int = 4,
+        n_trees: int = 10,
+        height: int = 8,
+        window_size: int = 250,
+    ) -> None:
+        self.seed = seed
+        self.q = q
+        self.warmup = max(warmup, window_size)  # the trees need a full reference window
+        self.learn_every = learn_every
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self._models: dict[tuple[str, str], list] = {}  # -> [filter, normal seen, learned]
+
+    @staticmethod
+    def _x(values: dict[str, float]) -> dict[str, float]:
+        return {f: math.log1p(min(max(values[f], 0.0), math.expm1(hi))) for f, (_, hi) in
+                ANOMALY_LIMITS.items()}  # fmt: skip
+
+    def score(
+        self, kind: str, cohort: str, values: dict[str, float]
+    ) -> tuple[float, bool, float] | None:
+        """(score, beyond the cohort's quantile, that quantile); None while warming up."""
+        entry = self._models.get((kind, cohort))
+        if entry is None or entry[2] < self.warmup:
+            return None
+        qf = entry[0]
+        s = qf.score_one(self._x(values))
+        threshold = qf.quantile.get()
+        return s, s > threshold, threshold
+
+    def learn(self, kind: str, cohort: str, values: dict[str, float]) -> None:
+        entry = self._models.get((kind, cohort))
+        if entry is None:
+            hst = anomaly.HalfSpaceTrees(
+                n_trees=self.n_trees,
+                height=self.height,
+                window_size=self.window_size,
+                limits=dict(ANOMALY_LIMITS),
+                seed=self.seed,
+            )
+            entry = self._models[(kind, cohort)] = [anomaly.QuantileFilter(hst, q=self.q), 0, 0]
+        entry[1] += 1
+        if entry[1] % self.learn_every == 0:
+            entry[0].learn_one(self._x(values))
+            entry[2] += 1

@@ -1,125 +1,127 @@
-"""Per-account features in event-time windows.
+"""Per-account features in event-time windows, in a few hundred bytes per account.
 
 Events fall into per-account buckets of ``bucket_seconds`` (one minute by default). A
 bucket closes when the partition's watermark (the largest event time seen, minus the grace
-period) passes its end. At that moment the account's last ``view_buckets`` closed buckets
-are rolled into a short :class:`View` (the 5-minute view), and the bucket is added to the
-account's hour; when the watermark passes an hour boundary, every account active in that
-hour gets a long view (the 1-hour view). Scoring therefore happens once per active account
-per bucket and per hour, never per request: the per-event cost is a few counter updates.
-Views with fewer than ``min_short`` (5-minute) or ``min_long`` (hourly) requests are not
-built at all: one or two requests cannot be extraction at scale, and most accounts are
-that quiet most of the time.
+period) passes its end. At that moment the account's closed buckets of the last
+``view_buckets`` minutes are rolled into a short :class:`View` (the 5-minute view), and the
+bucket is added to the account's hour; when the watermark passes an hour boundary, every
+account active in that hour gets a long view (the 1-hour view). Scoring therefore happens
+once per active account per bucket and per hour, never per request. Views with fewer than
+``min_short`` (5-minute) or ``min_long`` (hourly) requests are not built at all: one or two
+requests cannot be extraction at scale, and most accounts are that quiet most of the time.
 
-Late events (older than the watermark allows) are folded into the account's earliest
-open bucket: their volume still counts, their timestamp does not. That is the documented
+Late events (older than the watermark allows) are folded into the account's earliest open
+bucket: their volume still counts, their timestamp does not. That is the documented
 late-event policy; nothing is discarded.
 
-Views carry, besides the feature values, the networks and clients seen with their request
-counts, so that the detector can measure novelty against the account's own history at
-close time. Only counts and identifiers ever reach this module: no prompt or completion
-content.
+Layout, chosen for speed and memory (there is one :class:`AccountState` per account, so
+every byte counts a hundred thousand times):
+
+* a bucket is one ``array('d')`` of :data:`K` counters (no per-bucket sets or dicts);
+* distinct values (API keys, addresses, networks, ASNs, countries, clients, models) live
+  in **one** dict per account, ``value -> packed int`` holding the last bucket index the
+  value was seen in, the one before it (so a bucket closing while the next is already
+  open still counts exactly), its dimension and a ``known`` flag (the account's learned
+  history uses it). Distinct counts for any window are a scan of that small dict. A value
+  string is kept once per account, never once per bucket;
+* prompt fingerprints live in a second small dict (at most :data:`FP_CAP`, in
+  least-recently-seen order so that expiry is cheap), only to tell repeats (templates)
+  from one-off prompts within the view;
+* novelty (requests from networks or clients the account has never used) is counted per
+  event from the ``known`` flag, so a view never needs per-value request counts.
+
+Values of different dimensions share the dict; a collision needs an API key id spelt like
+an address or a model name, which only skews that account's own distinct counts.
+
+Only counts and identifiers ever reach this module: no prompt or completion content.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+import math
+from array import array
+from dataclasses import dataclass
+from operator import add
 
 from pipeline.records import RISKY_KINDS, Enriched
 
 SHORT, LONG = "5m", "1h"
-_FP_CAP = 512  # distinct fingerprints tracked per window; beyond it reuse is reported as 0
+
+# bucket counters (index 0 is the bucket index; for an hour accumulator, its minutes)
+IDX, REQ, PT, CT, ERR, THR, RISKY, FPD, REP, NNET, NAGENT, GAPS, GSUM, GSQ, NEWM, FIRST, LAST = (
+    range(17)
+)
+K = 17
+_INF = float("inf")
+_EMPTY = array("d", [0.0] * K)
+_EMPTY[FIRST] = _INF
+
+# dimensions of the ``seen`` dict, and its flags
+D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL = range(7)
+KNOWN = 8
+_LAST, _PREV, _M32 = 36, 4, 0xFFFFFFFF  # seen value: last << 36 | previous << 4 | flags
+KNOWN_CAP = 32  # networks / clients remembered as known per account
+SEEN_CAP = 256  # beyond this, values not seen within the short view are forgotten early
+FP_CAP = 64  # prompt fingerprints remembered per account (enough to see templates cycle)
+NEW_MODEL_SECONDS = 86_400.0  # a model first seen less than a day ago is "new"
+_GAP_MAX = 3_600.0  # gaps longer than an hour are absences, not pacing
 
 
-@dataclass(slots=True)
-class Bucket:
-    """One account's activity in one bucket, or an hour of them merged (``minutes`` > 1)."""
+class AccountState:
+    """Everything the core keeps about one account of one partition.
 
-    index: int
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    errors: int = 0
-    throttled: int = 0
-    risky: int = 0
-    fingerprinted: int = 0
-    minutes: int = 0
-    first_ts: float = float("inf")
-    last_ts: float = 0.0
-    keys: set[str] = field(default_factory=set)
-    ips: set[str] = field(default_factory=set)
-    asns: set[int] = field(default_factory=set)
-    countries: set[str] = field(default_factory=set)
-    fingerprints: set[str] = field(default_factory=set)
-    fp_overflow: bool = False
-    nets: dict[str, int] = field(default_factory=dict)  # /24 or /48 -> requests
-    agents: dict[str, int] = field(default_factory=dict)  # user agent -> requests
+    Window state (open buckets, the closed buckets of the short view, the hour
+    accumulator, distinct values) and the account's learned history (``stats``: fading
+    mean/variance of its log volume per view kind; ``drift``: its drift detector; the
+    ``known`` flags in ``seen``), in one slotted object.
+    """
 
-    def add(self, rec: Enriched) -> None:
-        ev = rec.event
-        self.requests += 1
-        self.prompt_tokens += ev.prompt_tokens
-        self.completion_tokens += ev.completion_tokens
-        status = ev.status
-        if status == 429:
-            self.throttled += 1
-        elif status >= 400:
-            self.errors += 1
-        net = rec.network
-        if net.kind in RISKY_KINDS:
-            self.risky += 1
-        ts = ev.ts
-        if ts < self.first_ts:
-            self.first_ts = ts
-        if ts > self.last_ts:
-            self.last_ts = ts
-        self.keys.add(ev.api_key_id)
-        self.ips.add(ev.ip)
-        if net.asn is not None:
-            self.asns.add(net.asn)
-        if net.country is not None:
-            self.countries.add(net.country)
-        prefix = net.prefix or ev.ip
-        self.nets[prefix] = self.nets.get(prefix, 0) + 1
-        self.agents[ev.user_agent] = self.agents.get(ev.user_agent, 0) + 1
-        fp = ev.prompt_fingerprint
-        if fp is not None:
-            self.fingerprinted += 1
-            if not self.fp_overflow:
-                self.fingerprints.add(fp)
-                if len(self.fingerprints) > _FP_CAP:
-                    self.fp_overflow = True
-                    self.fingerprints.clear()
+    __slots__ = (
+        "account_id",
+        "cur",
+        "drift",
+        "fps",
+        "hour",
+        "hours_mask",
+        "last_ts",
+        "mask_hour",
+        "open",
+        "ring",
+        "seen",
+        "stats_long",
+        "stats_short",
+        "views",
+    )
 
-    def merge(self, other: Bucket) -> None:
-        """Add ``other`` (a closed bucket) into this accumulator."""
-        self.requests += other.requests
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.errors += other.errors
-        self.throttled += other.throttled
-        self.risky += other.risky
-        self.fingerprinted += other.fingerprinted
-        self.minutes += 1
-        self.first_ts = min(self.first_ts, other.first_ts)
-        self.last_ts = max(self.last_ts, other.last_ts)
-        self.keys |= other.keys
-        self.ips |= other.ips
-        self.asns |= other.asns
-        self.countries |= other.countries
-        if other.fp_overflow or self.fp_overflow:
-            self.fp_overflow = True
-            self.fingerprints.clear()
-        else:
-            self.fingerprints |= other.fingerprints
-            if len(self.fingerprints) > _FP_CAP:
-                self.fp_overflow = True
-                self.fingerprints.clear()
-        for k, v in other.nets.items():
-            self.nets[k] = self.nets.get(k, 0) + v
-        for k, v in other.agents.items():
-            self.agents[k] = self.agents.get(k, 0) + v
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self.open: list[array] = []  # open buckets (usually one; two around a boundary)
+        self.cur: array | None = None  # the open bucket the last event went to
+        self.ring: list[array] = []  # closed buckets inside the short view
+        self.hour: array | None = None
+        self.seen: dict[object, int] = {}
+        self.last_ts = 0.0
+        self.hours_mask = 0  # UTC hours of day active in the last 24 h
+        self.mask_hour = 0  # absolute hour of the mask's last update
+        self.stats_short: array | None = None
+        self.stats_long: array | None = None
+        self.drift = None  # the detector's per-account drift model (created on demand)
+        self.views = 0  # short views scored (the history's length)
+        self.fps: dict[str, int] | None = None  # fingerprint -> last bucket << 1 | repeated
+
+    def remember(self, nets: list[str], agents: list[str]) -> None:
+        """Mark networks and clients as known to the account's history (bounded)."""
+        seen = self.seen
+        known = [0] * 8
+        for flags in seen.values():
+            if flags & KNOWN:
+                known[flags & 7] += 1
+        for values, dim in ((nets, D_NET), (agents, D_AGENT)):
+            for value in values:
+                v = seen.get(value)
+                if v is not None and not v & KNOWN and known[dim] < KNOWN_CAP:
+                    seen[value] = v | KNOWN
+                    known[dim] += 1
 
 
 @dataclass(slots=True)
@@ -134,67 +136,87 @@ class View:
     last_ts: float
     values: dict[str, float]
     counts: dict[str, int]
-    nets: dict[str, int]
-    agents: dict[str, int]
-    fingerprints: set[str]  # distinct prompt fingerprints (empty past the cap)
+    nets: list[str]  # distinct /24 or /48 networks seen in the view
+    agents: list[str]  # distinct user agents seen in the view
+    fingerprints: set[str]  # prompt fingerprints repeated within the view (templates)
+    state: AccountState | None = None
 
 
-@dataclass(slots=True)
-class AccountWindows:
-    """Open buckets, the recent closed ones, and the current hour of one account."""
-
-    open: dict[int, Bucket] = field(default_factory=dict)
-    closed: deque[Bucket] = field(default_factory=deque)
-    hour: Bucket | None = None
-
-
-def make_view(kind: str, acct_id: str, start: float, end: float, b: Bucket) -> View:
-    """Feature values of an accumulated bucket over a window of ``end - start`` seconds."""
-    n = b.requests
+def make_view(
+    kind: str,
+    st: AccountState,
+    start: float,
+    end: float,
+    b: array,
+    lo: int,
+    hi: int,
+    active_minutes: float,
+) -> View:
+    """Feature values of the counters ``b`` over ``[start, end)``; distinct values are
+    those of ``st.seen`` seen in buckets ``lo + 1 .. hi``."""
+    distinct = [0] * 8
+    nets: list[str] = []
+    agents: list[str] = []
+    fps: set[str] = set()
+    for value, v in st.seen.items():
+        last = v >> _LAST
+        if last > hi:  # seen again in a bucket still open: was it seen in the window too?
+            last = (v >> _PREV) & _M32
+        if lo < last <= hi:
+            dim = v & 7
+            distinct[dim] += 1
+            if dim == D_NET:
+                nets.append(str(value))
+            elif dim == D_AGENT:
+                agents.append(str(value))
+    if b[REP] and st.fps:
+        for fp, v in st.fps.items():
+            if v & 1 and (v >> 1) > lo:
+                fps.add(fp)
+    n = b[REQ]
     minutes = (end - start) / 60.0
-    if b.fp_overflow:
-        reuse = 0.0
+    fpd = b[FPD]
+    gaps = b[GAPS]
+    if gaps >= 2:
+        mean = b[GSUM] / gaps
+        var = max(0.0, b[GSQ] / gaps - mean * mean)
+        cv = math.sqrt(var) / mean if mean > 0 else 0.0
     else:
-        reuse = (1.0 - len(b.fingerprints) / b.fingerprinted) if b.fingerprinted else 0.0
+        cv = 1.0  # too few gaps to tell: neutral (a Poisson process has cv 1)
     values = {
         "requests_per_min": n / minutes,
-        "prompt_tokens_per_min": b.prompt_tokens / minutes,
-        "completion_tokens_per_min": b.completion_tokens / minutes,
-        "completion_tokens_per_request": b.completion_tokens / n,
-        "completion_prompt_ratio": b.completion_tokens / (b.prompt_tokens + 1.0),
-        "distinct_api_keys": float(len(b.keys)),
-        "distinct_ips": float(len(b.ips)),
-        "distinct_networks": float(len(b.nets)),
-        "distinct_asns": float(len(b.asns)),
-        "distinct_countries": float(len(b.countries)),
-        "risky_network_share": b.risky / n,
-        "error_rate": b.errors / n,
-        "throttled_rate": b.throttled / n,
-        "template_reuse": reuse,
-        "active_minutes": float(b.minutes),
+        "prompt_tokens_per_min": b[PT] / minutes,
+        "completion_tokens_per_min": b[CT] / minutes,
+        "completion_tokens_per_request": b[CT] / n,
+        "completion_prompt_ratio": b[CT] / (b[PT] + 1.0),
+        "distinct_api_keys": float(distinct[D_KEY]),
+        "distinct_ips": float(distinct[D_IP]),
+        "distinct_networks": float(distinct[D_NET]),
+        "distinct_asns": float(distinct[D_ASN]),
+        "distinct_countries": float(distinct[D_COUNTRY]),
+        "distinct_models": float(distinct[D_MODEL]),
+        "risky_network_share": b[RISKY] / n,
+        "error_rate": b[ERR] / n,
+        "throttled_rate": b[THR] / n,
+        "template_reuse": b[REP] / fpd if fpd else 0.0,
+        "new_network_share": b[NNET] / n,
+        "new_client_share": b[NAGENT] / n,
+        "new_model_share": b[NEWM] / n,
+        "interarrival_cv": cv,
+        "active_minutes": float(active_minutes),
     }
     counts = {
-        "requests": n,
-        "prompt_tokens": b.prompt_tokens,
-        "completion_tokens": b.completion_tokens,
-        "fingerprinted": b.fingerprinted,
-        "distinct_api_keys": len(b.keys),
-        "distinct_ips": len(b.ips),
-        "distinct_networks": len(b.nets),
-        "risky_network_requests": b.risky,
+        "requests": int(n),
+        "prompt_tokens": int(b[PT]),
+        "completion_tokens": int(b[CT]),
+        "fingerprinted": int(fpd),
+        "distinct_api_keys": distinct[D_KEY],
+        "distinct_ips": distinct[D_IP],
+        "distinct_networks": distinct[D_NET],
+        "risky_network_requests": int(b[RISKY]),
     }
     return View(
-        kind,
-        acct_id,
-        start,
-        end,
-        b.first_ts,
-        b.last_ts,
-        values,
-        counts,
-        b.nets,
-        b.agents,
-        b.fingerprints,
+        kind, st.account_id, start, end, b[FIRST], b[LAST], values, counts, nets, agents, fps, st
     )
 
 
@@ -204,6 +226,18 @@ class WindowStore:
     ``add`` places an event; ``advance`` returns the views that the watermark has closed,
     grouped by bucket index, in (index, kind, account id) order, so the output is a pure
     function of the partition's event sequence.
+
+    >>> from pipeline.records import Enriched, NetworkInfo, RequestEvent
+    >>> ws = WindowStore(60, 5, grace_seconds=0)
+    >>> def ev(ts, ip="198.51.100.7"):
+    ...     e = RequestEvent("e", ts, "acct-1", "key-1", ip, "cli", "/v1", "m", 10, 500, 200, 1.0)
+    ...     return Enriched(e, None, NetworkInfo(ip, "hosting", prefix=ip.rsplit(".", 1)[0]))
+    >>> for i in range(6):
+    ...     ws.add(ev(600.0 + 10 * i, ip=f"198.51.100.{i % 2}"))
+    >>> ws.add(ev(660.0))  # the watermark passes minute 10: its bucket closes
+    >>> [(i, [(v.kind, v.counts["requests"], v.counts["distinct_ips"]) for v in vs])
+    ...  for i, vs in ws.advance()]
+    [(10, [('5m', 6, 2)])]
     """
 
     def __init__(
@@ -214,43 +248,135 @@ class WindowStore:
         hour_buckets: int | None = None,
         min_short: int = 3,
         min_long: int = 10,
+        hot_factor: float = 3.0,
     ) -> None:
         self.bucket_seconds = bucket_seconds
+        self._hot_log = math.log(hot_factor)
         self.view_buckets = view_buckets
         self.hour_buckets = hour_buckets or max(1, 3600 // bucket_seconds)
         self.grace = grace_seconds
         self.min_short = min_short  # fewer requests than this: no view (nothing to score)
         self.min_long = min_long
-        self.accounts: dict[str, AccountWindows] = {}
-        self._active: dict[int, list[str]] = {}  # bucket index -> accounts with a bucket there
-        self._in_hour: set[str] = set()  # accounts with activity in the current hour
+        self.accounts: dict[str, AccountState] = {}
+        self._active: dict[int, list[AccountState]] = {}  # bucket index -> accounts there
+        self._in_hour: list[AccountState] = []  # accounts with activity in the current hour
+        self._expiry: dict[int, list[AccountState]] = {}  # bucket -> short views ending
         self.closed_through: int | None = None  # highest closed bucket index
         self.max_ts: float | None = None
+        self.first_ts = 0.0  # the partition's first event time
         self.late_events = 0
+        self.model_first_seen: dict[str, float] = {}
 
     def add(self, rec: Enriched) -> None:
-        ts = rec.event.ts
+        """Count one event into its account's bucket: counters and the ``seen`` dict."""
+        ev = rec.event
+        ts = ev.ts
         index = int(ts // self.bucket_seconds)
-        if self.closed_through is not None and index <= self.closed_through:
-            index = self.closed_through + 1  # late: fold into the earliest open bucket
+        if self.max_ts is None:
+            self.first_ts = self.max_ts = ts
+            self.closed_through = index - 1
+        elif ts > self.max_ts:
+            self.max_ts = ts
+        closed = self.closed_through
+        if closed is not None and index <= closed:
+            index = closed + 1  # late: fold into the earliest open bucket
             self.late_events += 1
-        acct_id = rec.event.account_id
-        acct = self.accounts.get(acct_id)
-        if acct is None:
-            acct = self.accounts[acct_id] = AccountWindows()
-        bucket = acct.open.get(index)
-        if bucket is None:
-            bucket = acct.open[index] = Bucket(index)
+        acct_id = ev.account_id
+        st = self.accounts.get(acct_id)
+        if st is None:
+            st = self.accounts[acct_id] = AccountState(acct_id)
+        o = st.cur
+        if o is None or o[IDX] != index:
+            for o in st.open:
+                if o[IDX] == index:
+                    break
+            else:
+                o = array("d", _EMPTY)
+                o[IDX] = index
+                st.open.append(o)
+            st.cur = o
             active = self._active.get(index)
             if active is None:
-                self._active[index] = [acct_id]
+                self._active[index] = [st]
             else:
-                active.append(acct_id)
-        bucket.add(rec)
-        if self.max_ts is None or ts > self.max_ts:
-            self.max_ts = ts
-            if self.closed_through is None:
-                self.closed_through = index - 1
+                active.append(st)
+        o[REQ] += 1
+        o[PT] += ev.prompt_tokens
+        o[CT] += ev.completion_tokens
+        status = ev.status
+        if status >= 400:
+            if status == 429:
+                o[THR] += 1
+            else:
+                o[ERR] += 1
+        net = rec.network
+        if net.kind in RISKY_KINDS:
+            o[RISKY] += 1
+        if ts < o[FIRST]:
+            o[FIRST] = ts
+        if ts > o[LAST]:
+            o[LAST] = ts
+        last = st.last_ts
+        if ts > last:
+            gap = ts - last
+            if gap < _GAP_MAX:
+                o[GAPS] += 1
+                o[GSUM] += gap
+                o[GSQ] += gap * gap
+            st.last_ts = ts
+        # distinct values: last bucket seen, dimension, flags kept
+        seen = st.seen
+        get = seen.get
+        v = get(ev.api_key_id)
+        if v is None or v >> _LAST != index:
+            seen[ev.api_key_id] = _stamp(v, index, D_KEY)
+        v = get(ev.ip)
+        if v is None or v >> _LAST != index:
+            seen[ev.ip] = _stamp(v, index, D_IP)
+        prefix = net.prefix or ev.ip + "/"
+        v = get(prefix)
+        if v is None or v >> _LAST != index:
+            seen[prefix] = v = _stamp(v, index, D_NET)
+        if not v & KNOWN:
+            o[NNET] += 1
+        if net.asn is not None:
+            v = get(net.asn)
+            if v is None or v >> _LAST != index:
+                seen[net.asn] = _stamp(v, index, D_ASN)
+        if net.country is not None:
+            v = get(net.country)
+            if v is None or v >> _LAST != index:
+                seen[net.country] = _stamp(v, index, D_COUNTRY)
+        agent = ev.user_agent
+        v = get(agent)
+        if v is None or v >> _LAST != index:
+            seen[agent] = v = _stamp(v, index, D_AGENT)
+        if not v & KNOWN:
+            o[NAGENT] += 1
+        model = ev.model
+        v = get(model)
+        if v is None or v >> _LAST != index:
+            seen[model] = _stamp(v, index, D_MODEL)
+        first = self.model_first_seen.get(model)
+        if first is None:
+            first = self.model_first_seen[model] = ts
+        if ts - first < NEW_MODEL_SECONDS and first - self.first_ts >= 3600.0:
+            o[NEWM] += 1  # a model that appeared (after the first hour) less than a day ago
+        fp = ev.prompt_fingerprint
+        if fp is not None:
+            o[FPD] += 1
+            fps = st.fps
+            horizon = index - self.view_buckets
+            if fps is None:
+                st.fps = {fp: index << 1}
+            else:
+                v = fps.pop(fp, None)  # re-inserted at the end: the dict stays in LRU order
+                if v is not None and (v >> 1) > horizon:
+                    o[REP] += 1
+                    fps[fp] = index << 1 | 1
+                elif v is not None or len(fps) < FP_CAP or _expire_fps(fps, horizon):
+                    fps[fp] = index << 1
+                # else: beyond the cap within the view: counted, not remembered
 
     def watermark_index(self) -> int | None:
         """The highest bucket index the watermark has closed (None before any event)."""
@@ -271,59 +397,144 @@ class WindowStore:
         indices.update(range(boundary, target + 1, hb))
         out: list[tuple[int, list[View]]] = []
         for index in sorted(indices):
-            views = [
-                v
-                for a in sorted(self._active.pop(index, ()))
-                if (v := self._close(a, index)) is not None
-            ]
+            states = self._active.pop(index, [])
+            states.sort(key=_by_id)
+            views = [v for st in states if (v := self._close(st, index)) is not None]
+            for st in self._expiry.pop(index, ()):  # quiet for a whole view: free its buckets
+                if st.ring and st.ring[-1][IDX] <= index - self.view_buckets:
+                    st.ring = []
+                    st.fps = None
             if (index + 1) % hb == 0:
                 views.extend(self._close_hour(index))
             out.append((index, views))
         self.closed_through = target
         return out
 
-    def _close(self, acct_id: str, index: int) -> View | None:
-        acct = self.accounts[acct_id]
-        bucket = acct.open.pop(index)
-        closed = acct.closed
-        closed.append(bucket)
+    def _close(self, st: AccountState, index: int) -> View | None:
+        for i, o in enumerate(st.open):
+            if o[IDX] == index:
+                del st.open[i]
+                break
+        if st.cur is o:
+            st.cur = None
+        h = st.hour
+        if h is None:
+            st.hour = h = array("d", o)
+            h[IDX] = 1.0
+            self._in_hour.append(st)
+        else:
+            first, last, minutes = min(h[FIRST], o[FIRST]), max(h[LAST], o[LAST]), h[IDX] + 1
+            st.hour = h = array("d", map(add, h, o))
+            h[IDX], h[FIRST], h[LAST] = minutes, first, last
+        ring = st.ring
+        ring.append(o)
+        expiry = self._expiry.get(index + self.view_buckets)
+        if expiry is None:
+            self._expiry[index + self.view_buckets] = [st]
+        else:
+            expiry.append(st)
         horizon = index - self.view_buckets
-        while closed and closed[0].index <= horizon:
-            closed.popleft()
-        if acct.hour is None:
-            acct.hour = Bucket(index)
-            self._in_hour.add(acct_id)
-        acct.hour.merge(bucket)
-        if sum(b.requests for b in closed) < self.min_short:
-            return None
+        while ring[0][IDX] <= horizon:
+            del ring[0]
+        if len(st.seen) > SEEN_CAP:
+            _prune(st.seen, horizon)
+        if st.fps:
+            _expire_fps(st.fps, horizon)
+        if (index + 1) % self.view_buckets and not self._hot(st, o):
+            return None  # between view boundaries, only a hot minute is worth a view
+        if len(ring) == 1:
+            if o[REQ] < self.min_short:
+                return None
+            roll = o
+        else:
+            if sum(b[REQ] for b in ring) < self.min_short:
+                return None
+            roll = array("d", map(sum, zip(*ring, strict=True)))
+            roll[FIRST] = min(b[FIRST] for b in ring)
+            roll[LAST] = max(b[LAST] for b in ring)
         end = (index + 1) * self.bucket_seconds
         start = end - self.view_buckets * self.bucket_seconds
-        roll = Bucket(index)
-        for b in closed:
-            roll.merge(b)
-        return make_view(SHORT, acct_id, float(start), float(end), roll)
+        return make_view(SHORT, st, float(start), float(end), roll, horizon, index, len(ring))
+
+    def _hot(self, st: AccountState, o: array) -> bool:
+        """Is this closed minute far above the account's usual rate (or has it no history)?
+
+        The short view slides by one bucket, but a view is only *built* every
+        ``view_buckets`` buckets, or in between when a minute's requests or completion
+        tokens reach ``hot_factor`` times the account's learned per-minute average (any
+        minute with ``min_short`` requests for an account without a history yet). A burst
+        is therefore scored the minute it starts, while a steady account costs one view
+        per five minutes instead of five.
+        """
+        if o[REQ] < self.min_short:
+            return False
+        s = st.stats_short  # [n, mean log1p(requests/min), mean log1p(tokens/min), ...]
+        if s is None:
+            return True
+        return (
+            math.log1p(o[REQ]) >= s[1] + self._hot_log or math.log1p(o[CT]) >= s[2] + self._hot_log
+        )
 
     def _close_hour(self, index: int) -> list[View]:
+        hb = self.hour_buckets
         end = (index + 1) * self.bucket_seconds
-        start = end - self.hour_buckets * self.bucket_seconds
+        start = end - hb * self.bucket_seconds
+        hour_no = (end - 1) // 3600
         views = []
-        for acct_id in sorted(self._in_hour):
-            acct = self.accounts[acct_id]
-            if acct.hour is not None:
-                if acct.hour.requests >= self.min_long:
-                    views.append(make_view(LONG, acct_id, float(start), float(end), acct.hour))
-                acct.hour = None
-        self._in_hour.clear()
+        in_hour, self._in_hour = self._in_hour, []
+        for st in sorted(in_hour, key=_by_id):
+            h = st.hour
+            st.hour = None
+            mask = st.hours_mask
+            if hour_no - st.mask_hour >= 24:
+                mask = 0
+            else:  # forget the hours of day last seen 24 or more hours ago
+                for old in range(st.mask_hour - 23, hour_no - 23):
+                    mask &= ~(1 << (old % 24))
+            st.hours_mask = mask | (1 << (hour_no % 24))
+            st.mask_hour = hour_no
+            if h is not None and h[REQ] >= self.min_long:
+                view = make_view(LONG, st, float(start), float(end), h, index - hb, index, h[IDX])
+                view.values["active_hours_24h"] = float(st.hours_mask.bit_count())
+                views.append(view)
+            _prune(st.seen, index - hb)
         return views
 
-    def evict_idle(self, before_index: int) -> int:
-        """Forget window state of accounts with no open bucket, no hour in progress and no
-        closed bucket at or after ``before_index`` (their learned history lives elsewhere)."""
-        idle = [
-            a
-            for a, w in self.accounts.items()
-            if not w.open and w.hour is None and (not w.closed or w.closed[-1].index < before_index)
-        ]
-        for a in idle:
-            del self.accounts[a]
-        return len(idle)
+
+def _by_id(st: AccountState) -> str:
+    return st.account_id
+
+
+def _stamp(v: int | None, index: int, dim: int) -> int:
+    """The ``seen`` value after a sighting in bucket ``index`` (``v``: the value before)."""
+    if v is None:
+        return index << _LAST | index << _PREV | dim
+    last = v >> _LAST
+    if index > last:
+        return index << _LAST | last << _PREV | (v & 15)
+    if ((v >> _PREV) & _M32) < index:  # a late sighting in an older, still open bucket
+        return (v & ~(_M32 << _PREV)) | index << _PREV
+    return v
+
+
+def _prune(seen: dict[object, int], through: int) -> None:
+    """Drop values last seen at or before bucket ``through``, unless known to the history."""
+    floor = (through + 1) << _LAST
+    for value in [x for x, v in seen.items() if v < floor and not v & KNOWN]:
+        del seen[value]
+
+
+def _expire_fps(fps: dict[str, int], through: int) -> bool:
+    """Drop fingerprints last seen at or before bucket ``through``; True if any went.
+
+    ``fps`` is in least-recently-seen order, so this stops at the first fresh one.
+    """
+    floor = (through + 1) << 1
+    old = []
+    for fp, v in fps.items():
+        if v >= floor:
+            break
+        old.append(fp)
+    for fp in old:
+        del fps[fp]
+    return bool(old)
