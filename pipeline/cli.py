@@ -247,6 +247,17 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import bench
 
+    if args.section == "live":
+        from pipeline import bench_live
+
+        result = bench_live.bench_live(
+            settings, events=args.events, accounts=min(args.accounts, 20_000), pack=args.pack
+        )
+        if args.json:
+            print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        else:
+            bench_live.print_live(result)
+        return 0
     if args.section == "core":
         result = bench.bench_core(repeat=args.repeat or 1, accounts=args.accounts)
     else:
@@ -393,7 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", parents=[common], help="benchmarks, ratios against floors")
-    p.add_argument("section", choices=["enrich", "core"], help="what to measure")
+    p.add_argument(
+        "section",
+        choices=["enrich", "core", "live"],
+        help="what to measure (live: on a broker, the worker beside Faust and aiokafka floors)",
+    )
+    p.add_argument("--pack", type=int, default=100, help="events per packed message (live)")
     p.add_argument("--accounts", type=int, default=100_000, help="population of the core run")
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--distinct", type=int, default=100_000, help="addresses in the cold run")

@@ -249,9 +249,11 @@ class WindowStore:
         min_short: int = 3,
         min_long: int = 10,
         hot_factor: float = 3.0,
+        young_views: int = 5,
     ) -> None:
         self.bucket_seconds = bucket_seconds
         self._hot_log = math.log(hot_factor)
+        self.young_views = young_views
         self.view_buckets = view_buckets
         self.hour_buckets = hour_buckets or max(1, 3600 // bucket_seconds)
         self.grace = grace_seconds
@@ -462,15 +464,16 @@ class WindowStore:
         The short view slides by one bucket, but a view is only *built* every
         ``view_buckets`` buckets, or in between when a minute's requests or completion
         tokens reach ``hot_factor`` times the account's learned per-minute average (any
-        minute with ``min_short`` requests for an account without a history yet). A burst
+        minute with ``min_short`` requests while the account has fewer than ``young_views``
+        learned views: a new account's first minutes are exactly when a burst starts). A burst
         is therefore scored the minute it starts, while a steady account costs one view
         per five minutes instead of five.
         """
         if o[REQ] < self.min_short:
             return False
         s = st.stats_short  # [n, mean log1p(requests/min), mean log1p(tokens/min), ...]
-        if s is None:
-            return True
+        if s is None or s[0] < self.young_views:
+            return True  # too little history to call any minute ordinary
         return (
             math.log1p(o[REQ]) >= s[1] + self._hot_log or math.log1p(o[CT]) >= s[2] + self._hot_log
         )

@@ -330,14 +330,16 @@ class Simulation:
 # --- attack scenarios -------------------------------------------------------------------
 
 
-def _burst(sim: Simulation, at: float) -> list[Actor]:
-    acct = sim.account(10_000_000, "free", age_days=(sim.start - at) / DAY + 2, verified=False)
+def _burst(sim: Simulation, at: float, n: int = 0) -> list[Actor]:
+    """One young, unverified account pulling long outputs at 150 requests/min from rented
+    addresses (``n`` numbers further such accounts: the latency benchmark uses several)."""
+    acct = sim.account(10_000_000 + n, "free", age_days=(sim.start - at) / DAY + 2, verified=False)
     phase = Phase(
         start=at,
         end=sim.end,
         rate=150.0,
         ips=[sim.ip(HOSTING_PREFIXES) for _ in range(4)],
-        keys=[sim.id("key-burst", k) for k in range(3)],
+        keys=[sim.id("key-burst", 3 * n + k) for k in range(3)],
         agent="python-httpx/0.27.0",
         model=MODELS[0],
         completion_range=(1500, 3500),

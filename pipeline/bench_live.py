@@ -1,0 +1,468 @@
+"""The live benchmark (``xwatch bench live``): the worker next to its floors, in one run.
+
+On one broker (the embedded Tansu unless ``--bootstrap`` names one), with the same events:
+
+* the floors: raw aiokafka ``getmany`` consume, and a Faust agent that does nothing;
+* the live worker (``xwatch worker``: decode, validate, enrich, windows, scoring, alert
+  policy, sends) on one-event-per-message traffic and on packed (NDJSON) messages;
+* the offline core replaying the same events from a file;
+* event-to-alert latency under a steady real-time load at half the measured single-event
+  maximum: events carry ``ts`` = wall clock, attack accounts start during the run, and an
+  outside consumer times each alert against the moment its window could first close
+  (``emitted_at`` + grace), i.e. the delay the pipeline adds;
+* memory: resident set growth per active account of a process running the core over ten
+  simulated minutes of 10k and of 100k accounts (a child process each, so that one
+  measurement's heap does not hide in the next one's).
+
+Throughputs are measured from the first record to the last one the consumer saw (workers
+are started, and have joined their group, before the clock starts), so start-up costs are
+excluded from every figure alike. Figures are single runs on a shared machine: read the
+ratios, which compare measurements taken minutes apart on the same events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import orjson
+
+from pipeline.bench import _core_events, machine
+from pipeline.broker import LocalBroker, free_port
+from pipeline.demo import start_worker, stop_process
+from pipeline.settings import Settings
+from pipeline.sim.publish import producer, publish_accounts
+from pipeline.topics import ensure_topics
+
+_POLL = 0.05
+
+
+def _scoped(settings: Settings, bootstrap: str, tag: str, **extra: str) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    return settings.with_overrides(
+        {
+            "kafka.bootstrap": bootstrap,
+            "kafka.session_timeout_s": "6",
+            "topics.prefix": f"bench-{run}-{tag}.",
+            "app_id": f"xwatch-bench-{run}-{tag}",
+            "web_port": str(free_port()),
+            "web_bind": "127.0.0.1",
+            "log_level": "warning",
+            **extra,
+        }
+    )
+
+
+def _produce(settings: Settings, messages: list[tuple[bytes | None, bytes, int]], sim) -> None:
+    prod = producer(settings)
+    try:
+        publish_accounts(settings, prod, sim)
+        topic = settings.topics.name("requests")
+        for key, value, partition in messages:
+            prod.send(topic, key=key, value=value, partition=partition)
+        prod.flush()
+    finally:
+        prod.close()
+
+
+def _packed(events: list[tuple[bytes, bytes, int]], pack: int) -> list[tuple[None, bytes, int]]:
+    """Events grouped per partition into NDJSON messages of ``pack`` lines (order kept)."""
+    per: dict[int, list[bytes]] = {}
+    for _, raw, p in events:
+        per.setdefault(p, []).append(raw)
+    out: list[tuple[None, bytes, int]] = []
+    for p, raws in sorted(per.items()):
+        out.extend((None, b"\n".join(raws[i : i + pack]), p) for i in range(0, len(raws), pack))
+    return out
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return -1.0
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return bool(orjson.loads(r.read())["ready"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _wait(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"benchmark: timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _timed_worker(settings: Settings, workdir: Path, target: int, tag: str) -> float:
+    """Start ``xwatch worker`` on an already filled topic; events/s from first to last."""
+    port = settings.web_port
+    proc = start_worker(settings, workdir / f"worker-{tag}.log")
+    try:
+        _wait(lambda: proc.poll() is None and _metric(port, "xwatch_records_consumed") >= 0, 60,
+              "the worker's metrics")  # fmt: skip
+        first = last = None
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            n = _metric(port, "xwatch_records_consumed")
+            now = time.perf_counter()
+            if n > 0 and first is None:
+                first, n_first = now, n
+            if n >= target:
+                last = now
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited; see {workdir}/worker-{tag}.log")
+            time.sleep(_POLL)
+        if first is None or last is None or last <= first:
+            raise TimeoutError(f"the worker did not consume {target} records")
+        return (target - n_first) / (last - first)
+    finally:
+        stop_process(proc)
+
+
+async def _raw_consume(settings: Settings, target: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    from pipeline.app import aiokafka_kwargs
+
+    consumer = AIOKafkaConsumer(
+        settings.topics.name("requests"),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        **aiokafka_kwargs(settings.kafka),
+    )
+    await consumer.start()
+    try:
+        n, first = 0, None
+        while n < target:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for msgs in batch.values():
+                if first is None and msgs:
+                    first, n0 = time.perf_counter(), len(msgs)
+                n += len(msgs)
+        return (n - n0) / (time.perf_counter() - first)
+    finally:
+        await consumer.stop()
+
+
+def _faust_noop(settings: Settings, target: int, workdir: Path) -> float:
+    """A Faust agent that only counts, in a child process (see :func:`noop_main`)."""
+    out = workdir / "noop.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.bench_live",
+        "noop",
+        settings.kafka.bootstrap,
+        settings.topics.name("requests"),
+        str(target),
+        str(out),
+        settings.app_id,
+        str(settings.web_port),
+    ]
+    with open(workdir / "noop.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait(lambda: out.exists() or proc.poll() is not None, 1800, "the Faust no-op agent")
+    finally:
+        stop_process(proc)
+    if not out.exists():
+        raise RuntimeError(f"the Faust no-op agent failed; see {workdir}/noop.log")
+    r = orjson.loads(out.read_bytes())
+    return (r["n"] - 1) / (r["last"] - r["first"])
+
+
+def noop_main(bootstrap: str, topic: str, target: int, out: str, app_id: str, port: int) -> None:
+    """The floor: Faust's own per-message cost, same topic, same serializers as the worker."""
+    import faust
+
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap}",
+        broker_session_timeout=6,
+        consumer_auto_offset_reset="earliest",
+        value_serializer="raw",
+        key_serializer="raw",
+        web_port=port,
+        web_bind="127.0.0.1",
+        autodiscover=False,
+        topic_allow_declare=False,
+        datadir=tempfile.mkdtemp(prefix="xwatch-noop-"),
+    )
+    src = app.topic(topic, value_type=bytes, key_type=bytes, value_serializer="raw")
+    state = {"n": 0, "first": 0.0}
+
+    @app.agent(src)
+    async def noop(stream) -> None:
+        async for _event in stream.events():
+            n = state["n"] = state["n"] + 1
+            if n == 1:
+                state["first"] = time.perf_counter()
+            if n == target:
+                doc = {"n": n, "first": state["first"], "last": time.perf_counter()}
+                Path(out).write_bytes(orjson.dumps(doc))
+
+    from faust.worker import Worker
+
+    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+def _offline_from_file(settings: Settings, events, sim, workdir: Path) -> float:
+    """The core replaying the same events from an NDJSON file (decode through alerts)."""
+    from pipeline.enrich.network import NetworkEnricher
+    from pipeline.flow import Flow, partition_for
+    from pipeline.records import Source
+
+    path = workdir / "events.ndjson"
+    with open(path, "wb") as f:
+        for _, raw, _ in events:
+            f.write(raw + b"\n")
+    network = NetworkEnricher.from_settings(settings.network)
+    flow = Flow(settings.detector, network, partitions=set(range(settings.topics.partitions)))
+    for acct in sim.accounts():
+        flow.accounts.put(acct)
+    parts = settings.topics.partitions
+    gc.collect()
+    t = time.perf_counter()
+    with open(path, "rb") as f:
+        for i, line in enumerate(f):
+            raw = line.rstrip(b"\n")
+            key = raw[raw.index(b'"account_id":"') + 14 :].split(b'"', 1)[0]
+            flow.process_message(key, raw, Source("file", partition_for(key, parts), i))
+    return len(events) / (time.perf_counter() - t)
+
+
+def _latency(settings: Settings, rate: float, workdir: Path, minutes: float, seed: int) -> dict:
+    """p50/p99 of (alert received) - (its window's earliest possible close), real time."""
+    from pipeline.codec import encode_request, parse_ts
+    from pipeline.sim.scenarios import Simulation, _burst
+    from pipeline.subscribe import consumer_for, records
+
+    cfg = settings.detector
+    warm = cfg.warmup_minutes + 1
+    now = time.time()
+    start = now - warm * 60
+    accounts = min(20_000, max(200, int(rate * 30)))  # ~2 requests/min each, at most 20k
+    sim = Simulation(seed=seed, accounts=accounts, start=start, duration=(warm + minutes) * 60,
+                     rate=rate, scenarios=())  # fmt: skip
+    for j in range(12):  # attack accounts starting one after another during the live phase
+        sim.actors.extend(_burst(sim, now + 30 + j * (minutes * 60 - 60) / 12, n=j + 1))
+    port = settings.web_port
+    proc = start_worker(settings, workdir / "worker-latency.log")
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def collect() -> None:
+        cons = consumer_for(settings, [settings.topics.name("alerts")], from_beginning=True)
+        try:
+            while not stop.is_set():
+                for _topic, doc in records(cons, 200):
+                    if doc.get("status") == "open" and doc.get("kind") == "account":
+                        closes = parse_ts(doc["emitted_at"]) + cfg.grace_seconds
+                        samples.append(time.time() - closes)
+        finally:
+            cons.close()
+
+    reader = threading.Thread(target=collect, daemon=True)
+    try:
+        _wait(lambda: _ready(port), 120, "the latency worker to be ready")
+        reader.start()
+        prod = producer(settings)
+        publish_accounts(settings, prod, sim)
+        topic = settings.topics.name("requests")
+        backlog, offset = 0, None
+        for ev in sim.events():
+            if ev.ts < now:  # warm-up history: as fast as possible
+                backlog += 1
+            else:
+                if offset is None:  # history is in: let the worker catch up, then go live
+                    prod.flush()
+                    _wait(lambda h=backlog: _metric(port, "xwatch_records_consumed") >= h, 900,
+                          "the worker to catch up with the warm-up history")  # fmt: skip
+                    offset = time.time() - now + 1.0  # live events carry the wall clock
+                ev.ts += offset
+                delay = ev.ts - time.time()
+                if delay > 0.002:
+                    time.sleep(delay)
+            prod.send(topic, key=ev.account_id.encode(), value=encode_request(ev))
+        prod.flush()
+        prod.close()
+        time.sleep(3 + cfg.grace_seconds)
+    finally:
+        stop.set()
+        reader.join(5)
+        stop_process(proc)
+    samples.sort()
+    if not samples:
+        raise RuntimeError(f"no alerts arrived; see {workdir}/worker-latency.log")
+    return {
+        "alerts": len(samples),
+        "p50": samples[len(samples) // 2],
+        "p99": samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))],
+        "rate": rate,
+    }
+
+
+def memory_main(accounts: int, seed: int, out: str) -> None:
+    """Child process: RSS growth per active account over 10 simulated minutes."""
+    gc.set_threshold(100_000, 50, 100)
+    from pipeline.codec import encode_request
+    from pipeline.enrich.network import NetworkEnricher
+    from pipeline.flow import Flow, partition_for
+    from pipeline.records import Source
+    from pipeline.sim.scenarios import Simulation
+
+    settings = Settings.load()
+    network = NetworkEnricher.from_settings(settings.network)
+    flow = Flow(settings.detector, network, partitions={0, 1, 2, 3})
+    flow.process_message(None, b"{}", Source("warm", 0, 0))  # load lazy tables first
+    sim = Simulation(seed=seed, accounts=accounts, duration=600, rate=accounts * 2 / 60,
+                     scenarios=())  # fmt: skip
+    gc.collect()
+    before = _rss()
+    for i, ev in enumerate(sim.events()):
+        key = ev.account_id.encode()
+        flow.process_message(key, encode_request(ev), Source("m", partition_for(key, 4), i))
+    gc.collect()
+    active = sum(len(sh.windows.accounts) for sh in flow.shards.values())
+    doc = {"active_accounts": active, "bytes_per_account": round((_rss() - before) / active)}
+    Path(out).write_bytes(orjson.dumps(doc))
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _memory(accounts: int, seed: int, workdir: Path) -> dict:
+    out = workdir / f"memory-{accounts}.json"
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.bench_live", "memory", str(accounts), str(seed), str(out)],
+        check=True,
+    )
+    return orjson.loads(out.read_bytes())
+
+
+def bench_live(
+    settings: Settings,
+    events: int = 200_000,
+    accounts: int = 20_000,
+    pack: int = 100,
+    latency_minutes: float = 3.0,
+    seed: int = 7,
+    memory_sizes: tuple[int, ...] = (10_000, 100_000),
+) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="xwatch-bench-"))
+    broker = None
+    bootstrap = settings.kafka.bootstrap
+    if not bootstrap:
+        broker = LocalBroker(settings.broker_bin).start()
+        bootstrap = broker.bootstrap
+    try:
+        minutes = max(1.0, events / (accounts * 2.0))
+        evs, sim = _core_events(accounts, minutes, seed)
+        evs = evs[:events]
+        single = _scoped(settings, bootstrap, "single")
+        packed = _scoped(settings, bootstrap, "packed")
+        for s, msgs in ((single, [(k, v, p) for k, v, p in evs]), (packed, _packed(evs, pack))):
+            ensure_topics(s)
+            _produce(s, msgs, sim)
+        n = len(evs)
+        raw_eps = asyncio.run(_raw_consume(single, n))
+        noop = single.with_overrides({"app_id": single.app_id + "-noop", "web_port": free_port()})
+        noop_eps = _faust_noop(noop, n, workdir)
+        live_single = _timed_worker(single, workdir, n, "single")
+        live_packed = _timed_worker(packed, workdir, n, "packed")
+        offline = _offline_from_file(single, evs, sim, workdir)
+        lat_settings = _scoped(settings, bootstrap, "latency")
+        ensure_topics(lat_settings)
+        latency = _latency(lat_settings, live_single / 2, workdir, latency_minutes, seed)
+        memory = {str(m): _memory(m, seed, workdir) for m in memory_sizes}
+    finally:
+        if broker is not None:
+            broker.stop()
+    largest = memory[str(max(memory_sizes))]["bytes_per_account"] if memory else None
+    return {
+        "machine": machine(),
+        "events": n,
+        "accounts": accounts,
+        "pack": pack,
+        "raw_consume_eps": round(raw_eps),
+        "faust_noop_eps": round(noop_eps),
+        "live_single_eps": round(live_single),
+        "live_packed_eps": round(live_packed),
+        "offline_eps": round(offline),
+        "latency_p50_s": round(latency["p50"], 3),
+        "latency_p99_s": round(latency["p99"], 3),
+        "latency_alerts": latency["alerts"],
+        "latency_rate_eps": round(latency["rate"]),
+        "bytes_per_account": largest,
+        "memory": memory,
+        "ratios": {
+            "live_single_vs_faust_noop": live_single / noop_eps,
+            "live_packed_vs_raw_consume": live_packed / raw_eps,
+            "faust_noop_vs_raw_consume": noop_eps / raw_eps,
+        },
+        "workdir": str(workdir),
+    }
+
+
+def print_live(r: dict) -> None:
+    print(f"machine: {r['machine']}")
+    print(f"{r['events']:,} events of {r['accounts']:,} accounts; packed = {r['pack']} per message")
+    rows = [
+        ("raw aiokafka getmany consume (floor)", r["raw_consume_eps"], ""),
+        ("Faust no-op agent (floor)", r["faust_noop_eps"], ""),
+        ("live worker, one event per message", r["live_single_eps"],
+         f"{r['ratios']['live_single_vs_faust_noop']:.2f} x Faust no-op"),
+        ("live worker, packed messages", r["live_packed_eps"],
+         f"{r['ratios']['live_packed_vs_raw_consume']:.2f} x raw consume"),
+        ("offline core, replay from a file", r["offline_eps"], ""),
+    ]  # fmt: skip
+    print(f"{'measurement':42s} {'events/s':>10s}  ratio")
+    for name, eps, ratio in rows:
+        print(f"{name:42s} {eps:>10,d}  {ratio}")
+    print(
+        f"event-to-alert latency at {r['latency_rate_eps']:,} events/s (half the single-event "
+        f"maximum), {r['latency_alerts']} alerts: p50 {r['latency_p50_s']:.3f} s, "
+        f"p99 {r['latency_p99_s']:.3f} s"
+    )
+    for m in r["memory"].values():
+        print(
+            f"resident memory per active account at {m['active_accounts']:,} active accounts: "
+            f"{m['bytes_per_account']:,} bytes"
+        )
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "noop":
+        b, topic, target, out, app_id, port = sys.argv[2:8]
+        noop_main(b, topic, int(target), out, app_id, int(port))
+    elif mode == "memory":
+        memory_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
