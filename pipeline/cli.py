@@ -9,6 +9,7 @@ import argparse
 import gc
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 
@@ -28,6 +29,14 @@ def _duration(text: str) -> float:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, str] = {}
+    if getattr(args, "config", None):  # a JSON object of dotted names; --set wins over it
+        try:
+            loaded = orjson.loads(Path(args.config).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise SettingsError(f"--config {args.config}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"--config {args.config}: a JSON object of settings is required")
+        overrides.update({str(k): str(v) for k, v in loaded.items()})
     for item in getattr(args, "set", None) or []:
         name, sep, value = item.partition("=")
         if not sep:
@@ -269,6 +278,73 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import replay
+
+    start = replay_time(args.start) if args.start else None
+    end = replay_time(args.end) if args.end else None
+    try:
+        if args.input:
+            batches, total = replay.file_records(Path(args.input), settings.topics.partitions)
+            partitions = set(range(settings.topics.partitions))
+        else:
+            _need_bootstrap(settings)
+            topic = args.topic or settings.topics.name("requests")
+            batches, total, partitions = replay.topic_range(settings, topic, start, end)
+        flow = replay.new_flow(settings, partitions)
+        ref = replay.load_reference(
+            settings,
+            flow,
+            Path(args.accounts) if args.accounts else None,
+            Path(args.intel) if args.intel else None,
+            start,
+        )
+        progress = replay.Progress(total or None, enabled=not args.quiet and sys.stderr.isatty())
+        result = replay.run(settings, batches, flow, progress, topic=args.topic or "file")
+    except replay.ReplayError as exc:
+        print(f"xwatch replay: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        replay.write_jsonl(result.alerts, Path(args.output))
+        where = args.output
+    else:
+        live = settings.topics.name("alerts")
+        target = args.alerts_topic or settings.topics.name("alerts") + ".replay"
+        if target == live and not args.allow_live_alerts:
+            print(
+                f"xwatch replay: refusing to write to the live topic {live!r} "
+                "without --allow-live-alerts",
+                file=sys.stderr,
+            )
+            return 2
+        _need_bootstrap(settings)
+        replay.publish(settings, result, target)
+        where = f"topic {target}"
+    c = result.flow.counters
+    print(
+        f"replayed {result.records:,} records ({c.consumed:,} events, {c.dead_lettered:,} "
+        f"dead-lettered) in {result.seconds:.1f} s ({result.eps:,.0f}/s); "
+        f"{ref['accounts']:,} accounts, {ref['intel']:,} overrides; "
+        f"{len(result.alerts):,} alerts -> {where}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def replay_time(text: str) -> float:
+    """RFC 3339 (``2026-11-02T08:00:00Z``) or epoch seconds."""
+    from pipeline.codec import parse_ts
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_ts(text, "time")
+    except Exception as exc:  # the codec names what is wrong
+        raise SettingsError(f"not a time: {text!r} ({exc})") from None
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     rows = settings.describe()
     if args.markdown:
@@ -416,6 +492,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=None, help="best of N (enrich 3, core 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "replay", parents=[common], help="run the core over a topic range or a file, offline"
+    )
+    p.add_argument("--topic", help="input topic (default: the requests topic)")
+    p.add_argument("--from", dest="start", help="range start (RFC 3339 or epoch seconds)")
+    p.add_argument("--to", dest="end", help="range end (RFC 3339 or epoch seconds)")
+    p.add_argument("--input", help="exported events (.jsonl or .jsonl.gz) instead of a topic")
+    p.add_argument("--accounts", help="account records (JSONL) instead of the accounts topic")
+    p.add_argument("--intel", help="network overrides (JSONL) instead of network.intel")
+    p.add_argument("--config", help="JSON object of settings (dotted names); --set wins")
+    p.add_argument("--output", help="write alerts to this JSONL file")
+    p.add_argument("--alerts-topic", help="write alerts to this topic (default alerts.replay)")
+    p.add_argument("--allow-live-alerts", action="store_true", help="permit the live topic")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("config", parents=[common], help="print every setting and its env var")
     p.add_argument("--markdown", action="store_true")

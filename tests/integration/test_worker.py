@@ -9,6 +9,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from pipeline.cli import main
 from pipeline.codec import encode_alert, encode_request
 from pipeline.flow import Flow, partition_for
 from pipeline.records import Source
@@ -80,6 +81,18 @@ def test_campaign_alerted_and_bad_records_dead_lettered(
         all_alerts, key=lambda a: (a["emitted_at"], a["alert_id"], a["status"])
     )
 
+    # replaying the topic gives the live alerts again, and the same file twice
+    outputs = []
+    for n in (1, 2):
+        out = tmp_path / f"replay-{n}.jsonl"
+        assert main(["replay", "--output", str(out), "--quiet", *_cli_settings(s)]) == 0
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    replayed = [orjson.loads(line) for line in outputs[0].splitlines()]
+    assert sorted(replayed, key=lambda a: (a["emitted_at"], a["alert_id"], a["status"])) == sorted(
+        all_alerts, key=lambda a: (a["emitted_at"], a["alert_id"], a["status"])
+    )
+
     expected = {p.name.split(".")[0] for p in INVALID}
     assert len(dead) == stats.malformed + len(INVALID)
     for record in dead:
@@ -89,6 +102,18 @@ def test_campaign_alerted_and_bad_records_dead_lettered(
     seen_keys = {orjson.loads(b'"' + r["key_b64"].encode() + b'"') for r in dead if r["key_b64"]}
     assert seen_keys
     assert expected <= {r["reason"] for r in dead}
+
+
+def _cli_settings(s) -> list[str]:
+    """The test's settings as ``--set`` arguments of the CLI."""
+    return [
+        "--bootstrap",
+        s.kafka.bootstrap,
+        "--set",
+        f"topics.prefix={s.topics.prefix}",
+        "--set",
+        f"topics.partitions={s.topics.partitions}",
+    ]
 
 
 def test_clean_run_raises_no_alert(kafka_settings, tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ def _view(acct: str, index: int, fps: set[str], reuse: float = 0.9, risky: float
         end - 5,
         {"template_reuse": reuse, "risky_network_share": risky},
         {"requests": 20, "completion_tokens": 40_000, "fingerprinted": 20},
-        {"52.95.110.0/24": 20},
-        {"python-httpx/0.27.0": 20},
+        ["52.95.110.0/24"],
+        ["python-httpx/0.27.0"],
         fps,
     )
 
