@@ -284,32 +284,50 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     start = replay_time(args.start) if args.start else None
     end = replay_time(args.end) if args.end else None
     try:
-        if args.input:
-            batches, total = replay.file_records(Path(args.input), settings.topics.partitions)
-            partitions = set(range(settings.topics.partitions))
-        else:
+        labels = replay.read_labels(Path(args.labels)) if args.labels else None
+        variants = replay.sweep_grid(args.sweep) if args.sweep else [{}]
+        if not args.input:
             _need_bootstrap(settings)
-            topic = args.topic or settings.topics.name("requests")
-            batches, total, partitions = replay.topic_range(settings, topic, start, end)
-        flow = replay.new_flow(settings, partitions)
-        ref = replay.load_reference(
-            settings,
-            flow,
-            Path(args.accounts) if args.accounts else None,
-            Path(args.intel) if args.intel else None,
-            start,
-        )
-        progress = replay.Progress(total or None, enabled=not args.quiet and sys.stderr.isatty())
-        result = replay.run(settings, batches, flow, progress, topic=args.topic or "file")
+        results = []
+        for variant in variants:
+            vs = settings.with_overrides(variant)
+            if args.input:
+                batches, total = replay.file_records(Path(args.input), vs.topics.partitions)
+                partitions = set(range(vs.topics.partitions))
+            else:
+                topic = args.topic or vs.topics.name("requests")
+                batches, total, partitions = replay.topic_range(vs, topic, start, end)
+            flow = replay.new_flow(vs, partitions)
+            ref = replay.load_reference(
+                vs,
+                flow,
+                Path(args.accounts) if args.accounts else None,
+                Path(args.intel) if args.intel else None,
+                start,
+            )
+            show = not args.quiet and sys.stderr.isatty()
+            result = replay.run(
+                vs,
+                batches,
+                flow,
+                replay.Progress(total or None, enabled=show),
+                topic=args.topic or "file",
+                observe=replay.tokens_tracker(labels) if labels else None,
+            )
+            figures = replay.label_figures(result, labels) if labels else None
+            results.append((variant, result, figures, ref))
     except replay.ReplayError as exc:
         print(f"xwatch replay: {exc}", file=sys.stderr)
         return 2
+    if args.sweep:
+        return _print_sweep(args, results, replay)
+    _, result, figures, ref = results[0]
     if args.output:
         replay.write_jsonl(result.alerts, Path(args.output))
         where = args.output
     else:
         live = settings.topics.name("alerts")
-        target = args.alerts_topic or settings.topics.name("alerts") + ".replay"
+        target = args.alerts_topic or live + ".replay"
         if target == live and not args.allow_live_alerts:
             print(
                 f"xwatch replay: refusing to write to the live topic {live!r} "
@@ -328,7 +346,49 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(result.alerts):,} alerts -> {where}",
         file=sys.stderr,
     )
+    if figures is not None:
+        print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
     return 0
+
+
+def _print_sweep(args: argparse.Namespace, results: list, replay) -> int:
+    """One row per variant, best first by ``--objective`` (labels make it meaningful)."""
+    rows = []
+    for variant, result, figures, _ in results:
+        row = {"variant": variant, "alerts": len(result.alerts), "events_per_s": round(result.eps)}
+        if figures is not None:
+            attack = figures.get("attack") or {}
+            row.update(
+                member_recall=attack.get("member_recall"),
+                member_precision=attack.get("member_precision"),
+                false_alerts_per_10k_per_day=figures["benign"]["false_alerts_per_10k_per_day"],
+                ttd_median_s=attack.get("ttd_median_s"),
+                tokens_before_alert_median=attack.get("tokens_before_alert_median"),
+                figures=figures,
+            )
+        rows.append(row)
+    if results[0][2] is not None:
+        rows.sort(key=lambda r: replay.OBJECTIVES[args.objective](r["figures"]))
+    if args.json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"sorted by objective: {args.objective}" if results[0][2] else "(no --labels: unsorted)")
+    print(f"{'variant':44s} {'alerts':>7s} {'recall':>7s} {'prec.':>6s} {'false/10k/d':>12s} "
+          f"{'TTD med':>8s}")  # fmt: skip
+    for r in rows:
+        name = " ".join(f"{k}={v}" for k, v in r["variant"].items()) or "(defaults)"
+        ttd = r.get("ttd_median_s")
+        print(
+            f"{name:44s} {r['alerts']:>7d} {_f2(r.get('member_recall')):>7s} "
+            f"{_f2(r.get('member_precision')):>6s} "
+            f"{_f2(r.get('false_alerts_per_10k_per_day')):>12s} "
+            f"{(f'{ttd / 60:.0f}m' if ttd is not None else '-'):>8s}"
+        )
+    return 0
+
+
+def _f2(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def replay_time(text: str) -> float:
@@ -507,6 +567,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alerts-topic", help="write alerts to this topic (default alerts.replay)")
     p.add_argument("--allow-live-alerts", action="store_true", help="permit the live topic")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--labels", help="labels (JSONL, as `xwatch simulate --labels` writes)")
+    p.add_argument(
+        "--sweep", action="append", help="key=v1,v2,... (repeatable: the grid of all of them)"
+    )
+    p.add_argument(
+        "--objective",
+        choices=["recall", "false", "ttd", "balanced"],
+        default="balanced",
+        help="how a sweep's variants are ranked (needs --labels)",
+    )
+    p.add_argument("--json", action="store_true", help="sweep rows as JSON")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("config", parents=[common], help="print every setting and its env var")

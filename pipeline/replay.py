@@ -53,6 +53,7 @@ class ReplayResult:
     records: int = 0
     seconds: float = 0.0
     flow: Flow | None = None
+    tokens_before: dict[str, int] = field(default_factory=dict)  # campaign -> tokens
 
     @property
     def eps(self) -> float:
@@ -248,14 +249,18 @@ def run(
     flow: Flow,
     progress: Progress,
     topic: str = "replay",
+    observe=None,
 ) -> ReplayResult:
-    """Feed every record to the core; collect what comes out."""
+    """Feed every record to the core; collect what comes out. ``observe(key, value,
+    result, alerts)``, if given, sees every record (used to count tokens before alerts)."""
     result = ReplayResult(flow=flow)
     t = time.perf_counter()
     process = flow.process_message
     for batch in batches:
         for p, offset, key, value, _ts in batch:
             out = process(key, value, Source(topic, p, offset))
+            if observe is not None:
+                observe(key, value, result, out.alerts)
             if out:
                 result.alerts.extend(out.alerts)
                 result.dead_letters.extend(out.dead_letters)
@@ -289,3 +294,143 @@ def publish(settings: Settings, result: ReplayResult, topic: str) -> None:
         prod.flush()
     finally:
         prod.close()
+
+
+# --- evaluation against labels, and sweeps --------------------------------------------
+
+
+def read_labels(path: Path) -> list[dict]:
+    """Label rows (JSONL): ``account_id``, ``label`` (attack|benign), and for attacks
+    ``campaign`` and ``start`` (epoch seconds or RFC 3339); optional ``scenario``.
+
+    ``xwatch simulate --labels FILE`` writes exactly this format.
+    """
+    from pipeline.codec import parse_ts
+
+    if not path.exists():
+        raise ReplayError(f"no such file: {path}")
+    rows = []
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = orjson.loads(line)
+                acct, label = str(row["account_id"]), row["label"]
+                if label not in ("attack", "benign"):
+                    raise ValueError(f"label must be attack or benign, got {label!r}")
+                start = row.get("start")
+                if isinstance(start, str):
+                    start = parse_ts(start, "start")
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ReplayError(f"{path}:{n}: not a label row: {exc}") from None
+            rows.append(
+                {
+                    "account_id": acct,
+                    "label": label,
+                    "campaign": str(row.get("campaign") or acct),
+                    "scenario": str(row.get("scenario") or label),
+                    "start": float(start) if start is not None else 0.0,
+                }
+            )
+    return rows
+
+
+def label_figures(result: ReplayResult, labels: list[dict]) -> dict:
+    """Precision, recall, false alerts per 10k accounts per day, time-to-detect and
+    completion tokens before the first alert, for a replay against labels.
+
+    Accounts seen in the replay and not labelled ``attack`` count as benign.
+    """
+    from pipeline.evaluate import _attack_figures, _benign_figures
+
+    flow = result.flow
+    assert flow is not None
+    seen: set[str] = set()
+    first_ts, last_ts = [], []
+    for sh in flow.shards.values():
+        seen.update(sh.windows.accounts)
+        if sh.windows.max_ts is not None:
+            first_ts.append(sh.windows.first_ts)
+            last_ts.append(sh.windows.max_ts)
+    days = max(1 / 24, (max(last_ts, default=0) - min(first_ts, default=0)) / 86_400)
+    first_alert: dict[str, float] = {}
+    for alert in result.alerts:
+        if alert.status != "resolved":
+            for acct in alert.account_ids:
+                first_alert.setdefault(acct, alert.emitted_at)
+    attack = [r for r in labels if r["label"] == "attack"]
+    attackers = {r["account_id"] for r in attack}
+    benign = [a for a in seen if a not in attackers]
+    out: dict = {
+        "days": round(days, 3),
+        "accounts": len(seen),
+        "alerts": len(result.alerts),
+        "benign": _benign_figures(len(benign), sum(a in first_alert for a in benign), days),
+    }
+    if attack:
+        out["attack"] = _attack_figures(attack, first_alert, set(first_alert),
+                                        result.tokens_before)  # fmt: skip
+    return out
+
+
+def tokens_tracker(labels: list[dict]):
+    """A per-record hook counting attack completion tokens until each campaign's first
+    alert (decodes only the records of labelled attack accounts)."""
+    rows = {r["account_id"]: r for r in labels if r["label"] == "attack"}
+    extracted: dict[str, int] = {}
+
+    def observe(key: bytes | None, value: bytes | None, result: ReplayResult, alerts) -> None:
+        if key is not None and value and (row := rows.get(key.decode(errors="replace"))):
+            try:
+                doc = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                doc = None
+            if isinstance(doc, dict) and isinstance(doc.get("completion_tokens"), int):
+                camp = row["campaign"]
+                extracted[camp] = extracted.get(camp, 0) + doc["completion_tokens"]
+        for alert in alerts:
+            for acct in alert.account_ids:
+                hit = rows.get(acct)
+                if hit is not None and hit["campaign"] not in result.tokens_before:
+                    result.tokens_before[hit["campaign"]] = extracted.get(hit["campaign"], 0)
+
+    return observe
+
+
+def sweep_grid(specs: list[str]) -> list[dict[str, str]]:
+    """``["detector.z_alert=5,6,7", "detector.z_learn=3,4"]`` -> every combination."""
+    grid: list[dict[str, str]] = [{}]
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        options = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not name.strip() or not options:
+            raise ReplayError(f"--sweep wants key=v1,v2,...; got {spec!r}")
+        grid = [{**g, name.strip(): v} for g in grid for v in options]
+    return grid
+
+
+def _recall(f: dict) -> float:
+    return _get(f, "attack", "member_recall", 0.0)
+
+
+def _ttd(f: dict) -> float:
+    return _get(f, "attack", "ttd_median_s", float("inf"))
+
+
+#: name -> sort key over a variant's figures (smaller sorts first)
+OBJECTIVES = {
+    "recall": lambda f: (-_recall(f), _false(f), _ttd(f)),
+    "false": lambda f: (_false(f), -_recall(f), _ttd(f)),
+    "ttd": lambda f: (_ttd(f), _false(f), -_recall(f)),
+    "balanced": lambda f: (_false(f) - 10 * _recall(f), _ttd(f)),  # recall counts 10x
+}
+
+
+def _get(f: dict, group: str, key: str, default: float) -> float:
+    value = (f.get(group) or {}).get(key)
+    return default if value is None else float(value)
+
+
+def _false(f: dict) -> float:
+    return float(f["benign"]["false_alerts_per_10k_per_day"])
