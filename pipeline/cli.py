@@ -81,15 +81,20 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.sim.publish import publish_simulation
+    from pipeline.sim.publish import export_simulation, publish_simulation
 
-    _need_bootstrap(settings)
     sim = _simulation(args, settings, args.duration)
-    stats = publish_simulation(settings, sim, speed=args.speed, bad_every=args.bad_every)
     if args.labels:
         with open(args.labels, "wb") as fh:
             for row in sim.labels():
                 fh.write(orjson.dumps(row) + b"\n")
+    if args.events_file:  # export for replay, no broker
+        accounts = Path(args.accounts_file) if args.accounts_file else None
+        n = export_simulation(sim, Path(args.events_file), accounts)
+        print(f"wrote {n:,} events to {args.events_file}")
+        return 0
+    _need_bootstrap(settings)
+    stats = publish_simulation(settings, sim, speed=args.speed, bad_every=args.bad_every)
     print(
         f"published {stats.accounts} accounts, {stats.events} events, "
         f"{stats.malformed} malformed records to {settings.topics.name('requests')}"
@@ -483,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sim_args(p, speed=0.0)
     p.add_argument("--duration", type=_duration, default=3600.0, help="event-time span (1h)")
     p.add_argument("--labels", help="write ground-truth labels (JSONL) here")
+    p.add_argument("--events-file", help="write events here (NDJSON, .gz ok) instead of Kafka")
+    p.add_argument("--accounts-file", help="with --events-file: write account records here")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("alerts", parents=[common], help="alert subscriber tools")

@@ -8,9 +8,11 @@ those records are counted separately and never carry real data.
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 from kafka import KafkaProducer
@@ -99,3 +101,19 @@ def publish_simulation(
         prod.close()
         stats.done = True
     return stats
+
+
+def export_simulation(sim: Simulation, events: Path, accounts: Path | None = None) -> int:
+    """Events as NDJSON (gzipped for a ``.gz`` name) and account records as JSONL: the
+    files ``xwatch replay --input/--accounts`` reads. Returns the number of events."""
+    opener = gzip.open if events.suffix == ".gz" else open
+    n = 0
+    with opener(events, "wb") as f:
+        for ev in sim.events():
+            f.write(orjson.dumps(request_to_dict(ev)) + b"\n")
+            n += 1
+    if accounts is not None:
+        with open(accounts, "wb") as f:
+            for acct in sim.accounts():
+                f.write(orjson.dumps(account_to_dict(acct)) + b"\n")
+    return n
