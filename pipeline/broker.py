@@ -50,9 +50,13 @@ def wait_for_kafka(bootstrap: str, timeout: float = 30.0, **client_kwargs) -> No
     deadline = time.monotonic() + timeout
     delay, last = 0.1, None
     while time.monotonic() < deadline:
+        left_ms = max(500, int((deadline - time.monotonic()) * 1000))
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap, request_timeout_ms=5000, **client_kwargs
+                bootstrap_servers=bootstrap,
+                request_timeout_ms=min(5000, left_ms),
+                bootstrap_timeout_ms=min(5000, left_ms),  # one attempt never outlives the wait
+                **client_kwargs,
             )
             try:
                 admin.list_topics()
