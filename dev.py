@@ -51,6 +51,20 @@ def ensure_env() -> None:
         print("note: without the ASN table, network blocks carry no ASN numbers", flush=True)
 
 
+def ensure_chromium() -> None:
+    """The replay report is checked by rendering it in headless Chromium (Debian's)."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        print("note: no chromium and no root apt-get; the report test will fail", flush=True)
+        return
+    print("installing chromium (Debian package) for the report test ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.call([apt, "update", "-qq"], env=env)
+    subprocess.call([apt, "install", "-y", "-qq", "--no-install-recommends", "chromium"], env=env)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "xwatch"):
         print(__doc__)
@@ -62,6 +76,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(BIN / "xwatch"), "demo", *rest])
     if cmd == "xwatch":
         return subprocess.call([str(BIN / "xwatch"), *rest])
+    ensure_chromium()
     lint = subprocess.call([str(BIN / "ruff"), "check", "."])
     fmt = subprocess.call([str(BIN / "ruff"), "format", "--check", "--quiet", "."])
     tests = subprocess.call([str(BIN / "python"), "-m", "pytest", *rest])

@@ -303,6 +303,11 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 topic = args.topic or vs.topics.name("requests")
                 batches, total, partitions = replay.topic_range(vs, topic, start, end)
             flow = replay.new_flow(vs, partitions)
+            log = None
+            if args.report:
+                from pipeline.report import ScoreLog
+
+                log = flow.score_observer = ScoreLog()
             ref = replay.load_reference(
                 vs,
                 flow,
@@ -320,13 +325,19 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 observe=replay.tokens_tracker(labels) if labels else None,
             )
             figures = replay.label_figures(result, labels) if labels else None
-            results.append((variant, result, figures, ref))
+            results.append((variant, result, figures, ref, log, vs))
     except replay.ReplayError as exc:
         print(f"xwatch replay: {exc}", file=sys.stderr)
         return 2
     if args.sweep:
-        return _print_sweep(args, results, replay)
-    _, result, figures, ref = results[0]
+        rows = _sweep_rows(args, results, replay)
+        if args.report:
+            best = next(r for r in results if r[0] == rows[0]["variant"])
+            _write_report(args, best, labels, rows)
+        return _print_sweep(args, rows)
+    _, result, figures, ref, _, _ = results[0]
+    if args.report:
+        _write_report(args, results[0], labels, None)
     if args.output:
         replay.write_jsonl(result.alerts, Path(args.output))
         where = args.output
@@ -356,10 +367,33 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_sweep(args: argparse.Namespace, results: list, replay) -> int:
+def _write_report(args: argparse.Namespace, run: tuple, labels, sweep) -> None:
+    from pipeline.report import render
+
+    variant, result, figures, ref, log, vs = run
+    c = result.flow.counters
+    summary = {
+        "input": args.input
+        or f"{args.topic or vs.topics.name('requests')} "
+        f"[{args.start or 'beginning'} .. {args.end or 'end'}]",
+        "settings": " ".join(f"{k}={v}" for k, v in variant.items()) or "defaults",
+        "records": f"{result.records:,} ({c.dead_lettered:,} dead-lettered)",
+        "accounts / overrides": f"{ref['accounts']:,} / {ref['intel']:,}",
+        "alerts": f"{len(result.alerts):,}",
+        "replay speed": f"{result.eps:,.0f} records/s",
+    }
+    page = render(
+        "Extraction Watch replay", result.alerts, log, vs.detector.z_alert, summary, labels,
+        figures, sweep,
+    )  # fmt: skip
+    Path(args.report).write_text(page, encoding="utf-8")
+    print(f"report: {args.report}", file=sys.stderr)
+
+
+def _sweep_rows(args: argparse.Namespace, results: list, replay) -> list[dict]:
     """One row per variant, best first by ``--objective`` (labels make it meaningful)."""
     rows = []
-    for variant, result, figures, _ in results:
+    for variant, result, figures, *_ in results:
         row = {"variant": variant, "alerts": len(result.alerts), "events_per_s": round(result.eps)}
         if figures is not None:
             attack = figures.get("attack") or {}
@@ -374,10 +408,15 @@ def _print_sweep(args: argparse.Namespace, results: list, replay) -> int:
         rows.append(row)
     if results[0][2] is not None:
         rows.sort(key=lambda r: replay.OBJECTIVES[args.objective](r["figures"]))
+    return rows
+
+
+def _print_sweep(args: argparse.Namespace, rows: list[dict]) -> int:
     if args.json:
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return 0
-    print(f"sorted by objective: {args.objective}" if results[0][2] else "(no --labels: unsorted)")
+    ranked = "figures" in rows[0]
+    print(f"sorted by objective: {args.objective}" if ranked else "(no --labels: unsorted)")
     print(f"{'variant':44s} {'alerts':>7s} {'recall':>7s} {'prec.':>6s} {'false/10k/d':>12s} "
           f"{'TTD med':>8s}")  # fmt: skip
     for r in rows:
@@ -585,6 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how a sweep's variants are ranked (needs --labels)",
     )
     p.add_argument("--json", action="store_true", help="sweep rows as JSON")
+    p.add_argument("--report", help="write a self-contained HTML report here")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("config", parents=[common], help="print every setting and its env var")

@@ -139,11 +139,13 @@ class Flow:
         self.accounts = accounts if accounts is not None else AccountDirectory()
         self.shards: dict[int, Shard] = {}
         self.counters = Counters()
+        self.score_observer = None  # (view, score, flagged) -> None, for every scored view
 
     def shard(self, partition: int) -> Shard:
         sh = self.shards.get(partition)
         if sh is None:
             sh = self.shards[partition] = Shard(self.cfg)
+            sh.detector.observer = self.score_observer
         return sh
 
     def retain_shards(self, partitions: set[int]) -> None:

@@ -133,6 +133,9 @@ class AccountDetector:
         self.drift_delta = drift_delta
         self.drift_threshold = drift_threshold
         self.drift_min_hours = drift_min_hours
+        #: called with (view, score, flagged) for every scored view; replay's report uses
+        #: it. None (the default) costs nothing.
+        self.observer = None
 
     def score(self, view: View, account: Account | None, warm: bool = True) -> Finding | None:
         """Score, then learn if (and only if) the view looks normal. None while warming up.
@@ -186,6 +189,8 @@ class AccountDetector:
             self._learn(view, cohort, logs, population=volume_z < self.z_learn)
             if kind == LONG:
                 self._drift_learn(st, logs[1] - math.log1p(zs[VOLUME[1]].baseline))
+        if self.observer is not None:
+            self.observer(view, score, flagged)
         ranked = sorted(zs.values(), key=lambda z: (-z.z, z.feature))[:3]
         reasons = [Reason(z.feature, z.observed, z.baseline, z.z) for z in ranked if z.z > 0] + [
             r for r in reasons

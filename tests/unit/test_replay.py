@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import orjson
@@ -63,3 +66,33 @@ def test_bad_inputs_are_named(tmp_path) -> None:
         read_labels(bad)
     assert main(["replay", "--input", str(tmp_path / "missing.jsonl"), "--output",
                  str(tmp_path / "o.jsonl"), "--quiet"]) == 2  # fmt: skip
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "chromium is required (python3 dev.py test installs Debian's package)"
+    return found
+
+
+def test_report_renders_in_headless_chromium(exported, tmp_path) -> None:
+    report = tmp_path / "report.html"
+    assert _replay(exported, tmp_path / "a.jsonl", "--labels", str(exported["labels"]),
+                   "--report", str(report)) == 0  # fmt: skip
+    page = report.read_text()
+    assert "<script" not in page and "http" not in page, "self-contained: no script, no fetch"
+    browser = [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
+               f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run(
+        [*browser, "--dump-dom", report.as_uri()], capture_output=True, timeout=120, text=True
+    ).stdout
+    for heading in ("Alert timeline", "Score distribution", "Precision and recall against "
+                    "threshold", "Time to detect per campaign", "Top reasons"):  # fmt: skip
+        assert f"<h2>{heading}</h2>" in dom
+    assert 'class="alert"' in dom  # the burst account's alert on the timeline
+    assert dom.count('class="bin"') >= 5 and 'class="threshold"' in dom
+    assert 'class="recall"' in dom and 'class="precision"' in dom
+    assert re.search(r"<td>burst</td><td>1</td><td>\d+ min</td>", dom)  # detected, timed
+    shot = tmp_path / "report.png"
+    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1000,2000",
+                    report.as_uri()], capture_output=True, timeout=120)  # fmt: skip
+    assert shot.exists() and shot.stat().st_size > 20_000  # drawn, not a blank page
