@@ -170,7 +170,7 @@ class DetectorSettings:
         0.995, "XWATCH_ANOMALY_QUANTILE", "score quantile beyond which a cohort model objects"
     )
     drift_threshold: float = _f(
-        4.0, "XWATCH_DRIFT_THRESHOLD", "PageHinkley threshold on hourly log volume vs cohort"
+        8.0, "XWATCH_DRIFT_THRESHOLD", "PageHinkley threshold on hourly log volume vs cohort"
     )
     allow_accounts: frozenset[str] = _f(
         frozenset(), "XWATCH_ALLOW_ACCOUNTS", "comma-separated account ids never alerted"

@@ -65,33 +65,42 @@ def cohort_of(account: Account | None, at: float) -> str:
     return f"{account.tier}/{band}"
 
 
-def _learn_stats(s: array | None, logs: tuple[float, ...], alpha: float) -> array:
-    """Fading mean/variance of the log volumes; exact mean while young, fading after.
+def _learn_stats(
+    s: array | None, logs: tuple[float, ...], alpha: float, at: float, unit: float
+) -> array:
+    """Fading mean/variance of the log volumes, faded by *time*, not by view count.
 
-    Layout ``[n, mean..., var...]``.
+    Layout ``[n, last, mean..., var...]`` (``last``: time of the last learned view). Views
+    come every minute while an account is young or running hot and every five minutes
+    otherwise, so the weight of a new view is ``1 - (1 - alpha) ** (elapsed / unit)``:
+    the history forgets at the same pace in event time whatever the cadence. Exact mean
+    while young.
 
     >>> s = None
-    >>> for _ in range(20):
-    ...     s = _learn_stats(s, (2.0, 5.0), alpha=0.1)
+    >>> for i in range(20):
+    ...     s = _learn_stats(s, (2.0, 5.0), alpha=0.1, at=60.0 * i, unit=60.0)
     >>> [round(z, 1) for z in _self_z(s, (2.0, 9.0))]
     [0.0, 11.4]
     """
     k = len(logs)
     if s is None:
-        s = array("d", [0.0] * (1 + 2 * k))
+        s = array("d", [0.0] * (2 + 2 * k))
+        s[1] = at - unit
     s[0] += 1
-    a = max(alpha, 1.0 / s[0])
+    steps = max(1.0, (at - s[1]) / unit)
+    s[1] = at
+    a = max(1.0 - (1.0 - alpha) ** steps, 1.0 / s[0])
     for i, x in enumerate(logs):
-        d = x - s[1 + i]
-        s[1 + i] += a * d
-        s[1 + k + i] = (1 - a) * (s[1 + k + i] + a * d * d)
+        d = x - s[2 + i]
+        s[2 + i] += a * d
+        s[2 + k + i] = (1 - a) * (s[2 + k + i] + a * d * d)
     return s
 
 
 def _self_z(s: array, logs: tuple[float, ...]) -> list[float]:
     k = len(logs)
     return [
-        (x - s[1 + i]) / max(math.sqrt(s[1 + k + i]), _MIN_SELF_STD) for i, x in enumerate(logs)
+        (x - s[2 + i]) / max(math.sqrt(s[2 + k + i]), _MIN_SELF_STD) for i, x in enumerate(logs)
     ]
 
 
@@ -118,7 +127,7 @@ class AccountDetector:
         paid_tiers: frozenset[str] = frozenset({"pro", "team", "business", "enterprise"}),
         anomaly: CohortAnomaly | None = None,
         drift_delta: float = 0.1,
-        drift_threshold: float = 4.0,
+        drift_threshold: float = 8.0,
         drift_min_hours: int = 6,
     ) -> None:
         self.paid_tiers = paid_tiers
@@ -228,10 +237,10 @@ class AccountDetector:
     def _learn(self, view: View, cohort: str, logs: tuple[float, ...], population: bool) -> None:
         st = view.state
         if view.kind == SHORT:
-            st.stats_short = _learn_stats(st.stats_short, logs, self.self_alpha)
+            st.stats_short = _learn_stats(st.stats_short, logs, self.self_alpha, view.end, 60.0)
             st.views += 1
         else:
-            st.stats_long = _learn_stats(st.stats_long, logs, self.self_alpha)
+            st.stats_long = _learn_stats(st.stats_long, logs, self.self_alpha, view.end, 3600.0)
         if view.values["new_network_share"] or view.values["new_client_share"]:
             st.remember(view.nets, view.agents)
         if population:

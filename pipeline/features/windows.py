@@ -471,12 +471,11 @@ class WindowStore:
         """
         if o[REQ] < self.min_short:
             return False
-        s = st.stats_short  # [n, mean log1p(requests/min), mean log1p(tokens/min), ...]
+        s = st.stats_short  # [n, last, mean log1p(requests/min), mean log1p(tokens/min), ..]
         if s is None or s[0] < self.young_views:
             return True  # too little history to call any minute ordinary
-        return (
-            math.log1p(o[REQ]) >= s[1] + self._hot_log or math.log1p(o[CT]) >= s[2] + self._hot_log
-        )
+        hot = self._hot_log
+        return math.log1p(o[REQ]) >= s[2] + hot or math.log1p(o[CT]) >= s[3] + hot
 
     def _close_hour(self, index: int) -> list[View]:
         hb = self.hour_buckets
