@@ -200,6 +200,10 @@ def noop_main(bootstrap: str, topic: str, target: int, out: str, app_id: str, po
     """The floor: Faust's own per-message cost, same topic, same serializers as the worker."""
     import faust
 
+    from pipeline.cli import use_uvloop
+
+    use_uvloop()  # the same event loop as the worker's, so the floor is comparable
+
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
