@@ -198,7 +198,7 @@ def bench_core(
     live = best_of(repeat, len(events), f"offline core, {accounts:,} accounts", core)
     holder.clear()
     memory = {
-        n: _memory_per_account(settings, network, n, seed) for n in (accounts // 10, accounts)
+        str(n): _memory_per_account(settings, network, n, seed) for n in (accounts // 10, accounts)
     }
     return {
         "machine": machine(),
