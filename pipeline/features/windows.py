@@ -296,12 +296,12 @@ class WindowStore:
                 o = array("d", _EMPTY)
                 o[IDX] = index
                 st.open.append(o)
+                active = self._active.get(index)
+                if active is None:
+                    self._active[index] = [st]
+                else:
+                    active.append(st)
             st.cur = o
-            active = self._active.get(index)
-            if active is None:
-                self._active[index] = [st]
-            else:
-                active.append(st)
         o[REQ] += 1
         o[PT] += ev.prompt_tokens
         o[CT] += ev.completion_tokens
@@ -417,6 +417,8 @@ class WindowStore:
             if o[IDX] == index:
                 del st.open[i]
                 break
+        else:  # every (account, bucket) is registered once, when the bucket is created
+            raise AssertionError(f"no open bucket {index} for {st.account_id}")
         if st.cur is o:
             st.cur = None
         h = st.hour
