@@ -236,28 +236,22 @@ def noop_main(bootstrap: str, topic: str, target: int, out: str, app_id: str, po
 
 
 def _offline_from_file(settings: Settings, events, sim, workdir: Path) -> float:
-    """The core replaying the same events from an NDJSON file (decode through alerts)."""
-    from pipeline.enrich.network import NetworkEnricher
-    from pipeline.flow import Flow, partition_for
-    from pipeline.records import Source
+    """``xwatch replay --input`` on the same events: file reading, decode through alerts."""
+    from pipeline import replay
 
     path = workdir / "events.ndjson"
     with open(path, "wb") as f:
         for _, raw, _ in events:
             f.write(raw + b"\n")
-    network = NetworkEnricher.from_settings(settings.network)
-    flow = Flow(settings.detector, network, partitions=set(range(settings.topics.partitions)))
+    parts = settings.topics.partitions
+    flow = replay.new_flow(settings, set(range(parts)))
     for acct in sim.accounts():
         flow.accounts.put(acct)
-    parts = settings.topics.partitions
     gc.collect()
+    batches, _ = replay.file_records(path, parts)
     t = time.perf_counter()
-    with open(path, "rb") as f:
-        for i, line in enumerate(f):
-            raw = line.rstrip(b"\n")
-            key = raw[raw.index(b'"account_id":"') + 14 :].split(b'"', 1)[0]
-            flow.process_message(key, raw, Source("file", partition_for(key, parts), i))
-    return len(events) / (time.perf_counter() - t)
+    result = replay.run(settings, batches, flow, replay.Progress(None, enabled=False))
+    return result.records / (time.perf_counter() - t)
 
 
 def _latency(settings: Settings, rate: float, workdir: Path, minutes: float, seed: int) -> dict:
