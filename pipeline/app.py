@@ -21,14 +21,22 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from pipeline.codec import encode_alert, encode_dead_letter, encode_enriched
+from pipeline.codec import (
+    decode_digest,
+    encode_alert,
+    encode_dead_letter,
+    encode_digest,
+    encode_enriched,
+)
+from pipeline.detect.campaigns import CampaignStage
 from pipeline.enrich.network import NetworkEnricher
-from pipeline.flow import Flow
+from pipeline.flow import Flow, campaign_detector
 from pipeline.logs import json_handler
 from pipeline.metrics import WorkerMetrics, WorkerStats
-from pipeline.records import Source
+from pipeline.records import InvalidEvent, Source
 from pipeline.reference import ReferenceFollower
 from pipeline.settings import KafkaSettings, Settings
+from pipeline.state import Checkpointer, alert_identity, unit_name
 
 log = logging.getLogger("xwatch.worker")
 
@@ -66,8 +74,13 @@ def aiokafka_kwargs(k: KafkaSettings) -> dict[str, Any]:
     return kw
 
 
-def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
-    """The Faust app with one agent (requests) and one task (reference data)."""
+def create_app(
+    settings: Settings, flow: Flow | None = None, partitions: int | None = None
+) -> faust.App:
+    """The Faust app: the ``detect`` agent (requests), the ``campaigns`` agent (digests of
+    every shard; its one partition makes it a single stage for the whole group) and a task
+    that follows the reference data. ``partitions``: of the requests topic (the campaign
+    stage waits for all of them); default ``topics.partitions``."""
     k, t = settings.kafka, settings.topics
     if not k.bootstrap:
         raise ValueError("the worker needs a bootstrap address (--bootstrap / KAFKA_BOOTSTRAP)")
@@ -75,7 +88,14 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
         settings.detector,
         NetworkEnricher.from_settings(settings.network),
         keep_enriched=t.publish_enriched,
+        external_campaigns=True,
     )
+    n_partitions = partitions or t.partitions
+    stage_box: dict[str, CampaignStage] = {}
+
+    def new_stage() -> CampaignStage:
+        return CampaignStage(campaign_detector(settings.detector), set(range(n_partitions)))
+
     datadir = Path(settings.data_dir).expanduser() / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -104,14 +124,44 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
         "value_serializer": "raw",
         "key_serializer": "raw",
     }
-    requests_topic = app.topic(t.name("requests"), **raw)
+    requests_name = t.name("requests")
+    digests_name = t.name("digests")
+    state_name = t.name("state")
+    requests_topic = app.topic(requests_name, **raw)
+    digests_topic = app.topic(digests_name, partitions=1, **raw)
     alerts_topic = app.topic(t.name("alerts"), **raw)
     dlq_topic = app.topic(t.name("dlq"), **raw)
     enriched_topic = app.topic(t.name("enriched"), **raw)
     reference = ReferenceFollower(settings, flow, aiokafka_kwargs(k))
     stats = WorkerStats()
     assigned: set[int] = set()
-    requests_name = t.name("requests")
+    owned: set[str] = set()  # units (state.unit_name) this worker holds
+    to_restore: set[str] = set()
+    resume_at: dict[str, int] = {}  # unit -> input offset its restored state already covers
+    expect: dict[str, int] = {}  # unit -> the offset its first record after a restore must have
+    gaps: dict[str, int] = {}  # unit -> records between its state and its first record
+
+    async def send_state(key: bytes, value: bytes | None) -> None:
+        await app.producer.send(state_name, key, value, 0, None, None)
+
+    async def flush() -> None:
+        await app.producer.flush()
+
+    ckpt = Checkpointer(settings, send_state, flush)
+    stats.checkpoint = ckpt
+    due = {"detect": False, "campaigns": False}
+
+    def shard_units() -> dict[str, tuple[int, object]]:
+        return {
+            unit_name("requests", p): (sh.next_offset, sh)
+            for p, sh in flow.shards.items()
+            if unit_name("requests", p) in owned
+        }
+
+    def stage_units() -> dict[str, tuple[int, object]]:
+        st = stage_box.get("stage")
+        unit = unit_name("digests", 0)
+        return {unit: (stage_box["next_offset"], st)} if st and unit in owned else {}
 
     def highwater(partition: int) -> int | None:
         try:
@@ -122,6 +172,24 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
     metrics = WorkerMetrics(flow, stats, highwater)
     sample = WorkerMetrics.SAMPLE
 
+    async def send_alerts(alerts: list) -> None:
+        for alert in alerts:
+            if alert_identity(alert) in ckpt.alerts_sent:
+                ckpt.already_written += 1
+                continue  # written before a crash; this is the replay after the snapshot
+            stats.count_alert(alert.kind, alert.severity, alert.status)
+            await alerts_topic.send(
+                key=(alert.account_ids[0] if alert.kind == "account" else alert.alert_id).encode(),
+                value=encode_alert(alert),
+            )
+
+    def check_resume(unit: str, offset: int) -> None:
+        """The first record after a restore must be the one right after the state's last."""
+        want = expect.pop(unit, None)
+        if want is not None and offset != want:
+            gaps[unit] = offset - want
+            log.error("unit %s resumed at offset %d, its state ends at %d", unit, offset, want)
+
     @app.agent(requests_topic)
     async def detect(stream: faust.StreamT) -> None:
         n = 0
@@ -129,6 +197,10 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
             if not reference.ready.is_set():  # a new assignment is loading its accounts
                 await reference.ready.wait()
             m = event.message
+            if m.offset < resume_at.get(unit_name("requests", m.partition), 0):
+                continue  # already in the restored state
+            if expect:
+                check_resume(unit_name("requests", m.partition), m.offset)
             source = Source(m.topic, m.partition, m.offset)
             n += 1
             started = time.perf_counter() if n % sample == 0 else 0.0
@@ -147,26 +219,108 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
                 metrics.processing.observe(time.perf_counter() - started)
             stats.last_offset[m.partition] = m.offset
             if out:
-                for alert in out.alerts:
-                    stats.count_alert(alert.kind, alert.severity, alert.status)
-                    await alerts_topic.send(
-                        key=(
-                            alert.account_ids[0] if alert.kind == "account" else alert.alert_id
-                        ).encode(),
-                        value=encode_alert(alert),
-                    )
+                await send_alerts(out.alerts)
                 for dl in out.dead_letters:
-                    await dlq_topic.send(key=dl.key, value=encode_dead_letter(dl))
+                    s = dl.source
+                    if (s.topic, s.partition, s.offset, s.line) in ckpt.dead_sent:
+                        ckpt.already_written += 1
+                    else:
+                        await dlq_topic.send(key=dl.key, value=encode_dead_letter(dl))
+                for d in out.digests:
+                    await digests_topic.send(key=str(d.partition).encode(), value=encode_digest(d))
                 for rec in out.enriched:
                     await enriched_topic.send(key=m.key, value=encode_enriched(rec))
+            if due["detect"]:
+                due["detect"] = False
+                await ckpt.save(shard_units())
+
+    @app.agent(digests_topic)
+    async def campaigns(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            m = event.message
+            if m.offset < resume_at.get(unit_name("digests", 0), 0):
+                continue
+            if expect:
+                check_resume(unit_name("digests", 0), m.offset)
+            stage = stage_box.get("stage")
+            if stage is None:
+                stage = stage_box["stage"] = new_stage()
+            digest = decode_digest(m.value)
+            if isinstance(digest, InvalidEvent):  # not from a worker of this version
+                log.error("digest at offset %d refused: %s", m.offset, digest.detail)
+            else:
+                alerts = stage.offer(digest)
+                flow.counters.alerts += len(alerts)
+                await send_alerts(alerts)
+            stage_box["next_offset"] = m.offset + 1
+            if due["campaigns"]:
+                due["campaigns"] = False
+                await ckpt.save(stage_units())
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set, **_: Any) -> None:
+        # Faust has drained the agents: every unit is between two records. Save them all,
+        # so whichever worker takes one over continues exactly where this one stopped.
+        await ckpt.save({**shard_units(), **stage_units()})
 
     @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, tps: set, **_: Any) -> None:
-        mine = {tp.partition for tp in tps if tp.topic == requests_name}
+    async def on_assigned(sender: Any, assigned_tps: set, **_: Any) -> None:
+        mine = {tp.partition for tp in assigned_tps if tp.topic == requests_name}
+        units = {unit_name("requests", p) for p in mine}
+        units |= {unit_name("digests", 0) for tp in assigned_tps if tp.topic == digests_name}
+        to_restore.clear()
+        to_restore.update(units - owned)  # units kept from the last assignment stay in memory
+        owned.clear()
+        owned.update(units)
         flow.retain_shards(mine)
+        if unit_name("digests", 0) not in owned:
+            stage_box.clear()
         assigned.clear()
         assigned.update(mine)
         reference.follow_partitions(mine)
+
+    @app.on_rebalance_complete.connect
+    async def resume(sender: Any, **_: Any) -> None:
+        """Runs before Faust seeks to the committed offsets. Restores each newly assigned
+        unit from its snapshot (from the beginning when it has none) and commits, for every
+        unit held, the offset right after its state's last record: Faust's seek then lands
+        exactly there, for kept units too (Faust's own commits lag the state, and after
+        a rebalance it would deliver records the state already holds)."""
+        new = sorted(to_restore)
+        to_restore.clear()
+        found = await ckpt.restore(new) if new else {}
+        commits: dict[TP, int] = {}
+        for unit in sorted(owned):
+            logical, _, part = unit.partition(":")
+            if logical == "requests":
+                p = int(part)
+                tp = TP(requests_name, p)
+                if unit in new:
+                    snap = found.get(unit)
+                    if snap:
+                        flow.adopt_shard(p, snap.state)
+                    else:
+                        flow.shards.pop(p, None)
+                sh = flow.shards.get(p)
+                offset = sh.next_offset if sh else resume_at.get(unit, 0)
+            else:
+                tp = TP(digests_name, 0)
+                if unit in new:
+                    snap = found.get(unit)
+                    stage_box["stage"] = snap.state if snap else new_stage()
+                    stage_box["next_offset"] = snap.next_offset if snap else 0
+                offset = stage_box.get("next_offset", 0)
+            if unit in new:
+                how = "snapshot" if found.get(unit) else "no snapshot: from the beginning"
+                log.info("unit %s resumes at offset %d (%s)", unit, offset, how)
+            resume_at[unit] = expect[unit] = commits[tp] = offset
+        # Faust's transport-level commit of exact offsets; its seek to them follows
+        if commits and not await app.consumer._commit(commits):
+            log.error("could not commit the resume offsets %s", commits)
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **_: Any) -> None:
+        await ckpt.save({**shard_units(), **stage_units()})
 
     def is_ready() -> bool:
         stats.ready = bool(assigned) and reference.ready.is_set()
@@ -190,21 +344,50 @@ def create_app(settings: Settings, flow: Flow | None = None) -> faust.App:
         }
         return web.json(body, status=200 if body["ready"] else 503)
 
+    @app.page("/accounting")
+    async def accounting(web: Any, request: Any) -> Any:
+        """Per input partition held here: consumed = processed + dead-lettered, and the
+        offset its state has reached; snapshots saved and restored by this process."""
+        parts = {
+            str(p): {
+                "consumed": sh.counts.consumed,
+                "processed": sh.counts.processed,
+                "dead_lettered": sh.counts.dead_lettered,
+                "next_offset": sh.next_offset,
+                "snapshot_offset": ckpt.saved_offsets.get(unit_name("requests", p)),
+            }
+            for p, sh in sorted(flow.shards.items())
+        }
+        body = {
+            "partitions": parts,
+            "snapshots_saved": ckpt.saved,
+            "snapshots_restored": ckpt.restored,
+            "snapshots_refused": ckpt.refused,
+            "outputs_already_written": ckpt.already_written,
+            "resume_gaps": gaps,
+        }
+        return web.json(body)
+
     @app.task
     async def follow_reference() -> None:
         await reference.run()
+
+    @app.timer(interval=settings.state.snapshot_interval_s)
+    async def snapshot_due() -> None:
+        due["detect"] = due["campaigns"] = True
 
     @app.timer(interval=10.0)
     async def report() -> None:
         c = flow.counters
         log.info(
-            "consumed=%d processed=%d dead_lettered=%d late=%d alerts=%d shards=%d",
+            "consumed=%d processed=%d dead_lettered=%d late=%d alerts=%d shards=%d snapshots=%d",
             c.consumed,
             c.processed,
             c.dead_lettered,
             c.late,
             c.alerts,
             len(flow.shards),
+            ckpt.saved,
         )
 
     return app

@@ -65,8 +65,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     client = settings.kafka.client_kwargs()
     client.pop("bootstrap_servers", None)
     wait_for_kafka(settings.kafka.bootstrap, timeout=args.connect_timeout, **client)
+    from pipeline.topics import partition_counts
+
+    counts = partition_counts(settings)
     use_uvloop()
-    app = create_app(settings)
+    app = create_app(settings, partitions=counts["requests"])
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.detect.campaigns import CampaignInput, Digest
 from pipeline.records import (
     NETWORK_KINDS,
     Account,
@@ -531,3 +532,27 @@ def dead_letter_to_dict(dl: DeadLetter) -> dict[str, Any]:
 
 def encode_dead_letter(dl: DeadLetter) -> bytes:
     return orjson.dumps(dead_letter_to_dict(dl), option=orjson.OPT_SORT_KEYS)
+
+
+def encode_digest(d: Digest) -> bytes:
+    """Digest -> JSON bytes (schemas/campaign-digest.v1.json). Floats round-trip exactly."""
+    return orjson.dumps(
+        {"partition": d.partition, "through": d.through, "entries": d.entries, "schema_version": 1}
+    )
+
+
+def decode_digest(raw: bytes) -> Digest | InvalidEvent:
+    """JSON bytes -> Digest, or the reason it is not one (the stage dead-letters it)."""
+    try:
+        doc = orjson.loads(raw)
+        entries = [
+            (int(index), [_campaign_input(d) for d in inputs]) for index, inputs in doc["entries"]
+        ]
+        return Digest(int(doc["partition"]), int(doc["through"]), entries)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return InvalidEvent("invalid_digest", f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _campaign_input(d: dict) -> CampaignInput:
+    d["keys"] = [(str(kind), str(value)) for kind, value in d["keys"]]
+    return CampaignInput(**d)

@@ -24,11 +24,11 @@ from kafka.partitioner.default import murmur2
 from pipeline.alerts.policy import AlertPolicy
 from pipeline.codec import decode_request
 from pipeline.detect.account import AccountDetector
-from pipeline.detect.campaigns import CampaignDetector
+from pipeline.detect.campaigns import CampaignDetector, CampaignStage, Digest, campaign_input
 from pipeline.detect.population import CohortAnomaly, PopulationBaselines
 from pipeline.enrich.accounts import AccountDirectory
 from pipeline.enrich.network import NetworkEnricher
-from pipeline.features.windows import SHORT, View, WindowStore
+from pipeline.features.windows import SHORT, WindowStore
 from pipeline.records import (
     Alert,
     DeadLetter,
@@ -38,6 +38,13 @@ from pipeline.records import (
     Source,
 )
 from pipeline.settings import DetectorSettings
+
+
+def campaign_detector(cfg: DetectorSettings) -> CampaignDetector:
+    """The campaign detector of these settings (one per flow, or per campaign agent)."""
+    return CampaignDetector(
+        cfg.bucket_seconds, resolve_after=cfg.resolve_after_minutes * 60 // cfg.bucket_seconds
+    )
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -64,9 +71,10 @@ class Output:
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     enriched: list[Enriched] = field(default_factory=list)  # only when the flow keeps them
+    digests: list[Digest] = field(default_factory=list)  # only with an external campaign stage
 
     def __bool__(self) -> bool:
-        return bool(self.alerts or self.dead_letters or self.enriched)
+        return bool(self.alerts or self.dead_letters or self.enriched or self.digests)
 
 
 class Shard:
@@ -91,29 +99,35 @@ class Shard:
             cfg.allow_accounts,
         )
         self.first_index: int | None = None
+        self.counts = Counters()  # this partition's records only (checkpointed with it)
+        self.next_offset = 0  # the input offset after the last message in this state
         self.warm_from = cfg.warmup_minutes * 60 // cfg.bucket_seconds
         self.warm_long = max(self.warm_from, 2 * self.windows.hour_buckets)
 
-    def advance(
-        self, accounts: AccountDirectory, out: list[Alert], short: list[tuple[int, View]]
-    ) -> None:
+    def advance(self, accounts: AccountDirectory, out: list[Alert], digest: Digest) -> None:
         """Close the buckets the watermark passed; score their views; apply the policy.
 
-        Closed 5-minute views are also appended to ``short`` for the campaign stage.
+        Closed 5-minute views with campaign links go into ``digest`` for the campaign stage.
         """
+        entries = digest.entries
         for index, views in self.windows.advance():
             age = index - (self.first_index if self.first_index is not None else index)
+            inputs = []
             for view in views:
                 # an hourly view needs two whole hours behind its baselines to mean anything
                 warm = age >= (self.warm_from if view.kind == SHORT else self.warm_long)
-                finding = self.detector.score(view, accounts.get(view.account_id), warm)
-                if view.kind == SHORT:
-                    short.append((index, view))
+                account = accounts.get(view.account_id)
+                finding = self.detector.score(view, account, warm)
+                if view.kind == SHORT and (inp := campaign_input(view, account)) is not None:
+                    inputs.append(inp)
                 if finding is not None and finding.flagged:
                     alert = self.policy.on_finding(finding, index)
                     if alert is not None:
                         out.append(alert)
+            if inputs:
+                entries.append((index, inputs))
             out.extend(self.policy.on_tick(index))
+        digest.through = self.windows.closed_through
 
 
 class Flow:
@@ -126,15 +140,18 @@ class Flow:
         accounts: AccountDirectory | None = None,
         keep_enriched: bool = False,
         partitions: set[int] | None = None,
+        external_campaigns: bool = False,
     ) -> None:
         self.cfg = cfg
         self.keep_enriched = keep_enriched
-        self.expected = partitions  # shards the campaign stage waits for (None: those seen)
-        self.campaigns = CampaignDetector(
-            cfg.bucket_seconds, resolve_after=cfg.resolve_after_minutes * 60 // cfg.bucket_seconds
+        self._seen: set[int] = set()
+        # the campaign stage waits for ``partitions`` (None: for every partition seen so far);
+        # with ``external_campaigns`` it runs elsewhere and shards emit digests instead
+        self.stage: CampaignStage | None = (
+            None
+            if external_campaigns
+            else CampaignStage(campaign_detector(cfg), partitions if partitions else self._seen)
         )
-        self._pending: dict[int, list[View]] = {}
-        self._campaign_through: int | None = None
         self.network = network
         self.accounts = accounts if accounts is not None else AccountDirectory()
         self.shards: dict[int, Shard] = {}
@@ -146,18 +163,24 @@ class Flow:
         if sh is None:
             sh = self.shards[partition] = Shard(self.cfg)
             sh.detector.observer = self.score_observer
+            self._seen.add(partition)
         return sh
+
+    def adopt_shard(self, partition: int, shard: Shard) -> None:
+        """Take over a shard restored from a snapshot (pipeline.state)."""
+        shard.detector.observer = self.score_observer
+        self.shards[partition] = shard
+        self._seen.add(partition)
 
     def retain_shards(self, partitions: set[int]) -> None:
         """Drop the state of partitions this worker no longer owns.
 
-        Their state continues on whichever worker now owns them; if one comes back here it
-        starts afresh from the committed offset (with a new warm-up) rather than from a
-        stale snapshot.
+        Their state continues on whichever worker now owns them (the worker snapshots every
+        shard when partitions are revoked; see pipeline.state); if one comes back here it
+        is restored from its latest snapshot, never kept stale in memory.
         """
         for p in [p for p in self.shards if p not in partitions]:
             del self.shards[p]
-        self.expected = set(partitions)
 
     def process_message(self, key: bytes | None, value: bytes | None, source: Source) -> Output:
         """One Kafka message: a single JSON event, or many as newline-delimited JSON.
@@ -166,18 +189,24 @@ class Flow:
         the rest of the message is still processed.
         """
         out = Output()
+        sh = self.shards.get(source.partition)
+        if sh is None:
+            sh = self.shard(source.partition)
         if value and b"\n" in value.strip():
             for n, line in enumerate(value.split(b"\n"), start=1):
                 if line.strip():
                     line_src = Source(source.topic, source.partition, source.offset, n)
-                    self._one(key, line, line_src, out)
+                    self._one(key, line, line_src, out, sh)
         else:
-            self._one(key, value, source, out)
+            self._one(key, value, source, out, sh)
+        sh.next_offset = source.offset + 1
         return out
 
-    def _one(self, key: bytes | None, raw: bytes | None, source: Source, out: Output) -> None:
-        c = self.counters
-        c.consumed += 1
+    def _one(
+        self, key: bytes | None, raw: bytes | None, source: Source, out: Output, sh: Shard
+    ) -> None:
+        self.counters.consumed += 1
+        sh.counts.consumed += 1
         ev = decode_request(raw or b"")
         if type(ev) is InvalidEvent:
             self._dead_letter(ev, key, raw, source, out)
@@ -208,22 +237,27 @@ class Flow:
             self._dead_letter(bad, key, raw, source or Source("", partition, 0), out)
             return
         rec = Enriched(ev, self.accounts.get(ev.account_id), self.network.lookup(ev.ip, ts))
-        if self.keep_enriched:
-            out.enriched.append(rec)
         late_before = windows.late_events
         windows.add(rec)
+        if self.keep_enriched:
+            out.enriched.append(rec)
         if sh.first_index is None:
             sh.first_index = int(ts // self.cfg.bucket_seconds)
         c = self.counters
-        c.late += windows.late_events - late_before
+        late = windows.late_events - late_before
+        c.late += late
         c.processed += 1
+        sc = sh.counts
+        sc.late += late
+        sc.processed += 1
         if windows.watermark_index() != windows.closed_through:
             before = len(out.alerts)
-            short: list[tuple[int, View]] = []
-            sh.advance(self.accounts, out.alerts, short)
-            for index, view in short:
-                self._pending.setdefault(index, []).append(view)
-            self._campaign_stage(out.alerts)
+            digest = Digest(partition, -1, [])
+            sh.advance(self.accounts, out.alerts, digest)
+            if self.stage is None:
+                out.digests.append(digest)
+            else:
+                out.alerts.extend(self.stage.offer(digest))
             c.alerts += len(out.alerts) - before
 
     def internal_error(
@@ -235,34 +269,10 @@ class Flow:
         self._dead_letter(bad, key, value, source, out)
         return out
 
-    def _campaign_stage(self, out: list[Alert]) -> None:
-        """Feed the campaign detector every bucket that all expected partitions have closed.
-
-        Within a bucket, views go in account-id order, so the result does not depend on how
-        partitions interleave. A partition that receives nothing holds the stage back (it
-        cannot know that bucket is complete).
-        """
-        expected = self.expected if self.expected is not None else set(self.shards)
-        closed = []
-        for p in expected:
-            sh = self.shards.get(p)
-            if sh is None or sh.windows.closed_through is None:
-                return
-            closed.append(sh.windows.closed_through)
-        through = min(closed)
-        start = self._campaign_through
-        if start is None:
-            start = min(self._pending, default=through + 1) - 1
-        for index in range(start + 1, through + 1):
-            for view in sorted(self._pending.pop(index, ()), key=lambda v: v.account_id):
-                self.campaigns.observe(view, self.accounts.get(view.account_id), index)
-            out.extend(self.campaigns.tick(index))
-        self._campaign_through = max(start, through)
-
     def _dead_letter(
         self, bad: InvalidEvent, key: bytes | None, raw: bytes | None, source: Source, out: Output
     ) -> None:
-        c = self.counters
-        c.dead_lettered += 1
-        c.dead_letter_reasons[bad.reason] = c.dead_letter_reasons.get(bad.reason, 0) + 1
+        for c in (self.counters, self.shard(source.partition).counts):
+            c.dead_lettered += 1
+            c.dead_letter_reasons[bad.reason] = c.dead_letter_reasons.get(bad.reason, 0) + 1
         out.dead_letters.append(DeadLetter(bad.reason, bad.detail, source, key, raw))

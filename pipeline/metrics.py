@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,6 +33,10 @@ METRICS: dict[str, str] = {
     "xwatch_network_overrides": "network.intel overrides held",
     "xwatch_partition_warm": "1 once a partition is past its warm-up (alerts possible)",
     "xwatch_ready": "1 when partitions are assigned and their reference data is loaded",
+    "xwatch_snapshots_saved": "state snapshots written (one per unit and save)",
+    "xwatch_snapshots_restored": "units restored from a snapshot after an assignment",
+    "xwatch_snapshots_refused": "snapshots refused (digest or signature check failed)",
+    "xwatch_outputs_already_written": "alerts and dead letters not re-sent after a restore",
 }
 
 
@@ -42,6 +47,7 @@ class WorkerStats:
     last_offset: dict[int, int] = field(default_factory=dict)  # partition -> last processed
     alerts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     ready: bool = False
+    checkpoint: Any = None  # the worker's pipeline.state.Checkpointer
 
     def count_alert(self, kind: str, severity: str, status: str) -> None:
         key = (kind, severity, status)
@@ -75,6 +81,12 @@ class _Collector:
             dl.add_metric([reason], n)
         yield dl
         yield counter("xwatch_late_events", c.late)
+        ck = stats.checkpoint
+        if ck is not None:
+            yield counter("xwatch_snapshots_saved", ck.saved)
+            yield counter("xwatch_snapshots_restored", ck.restored)
+            yield counter("xwatch_snapshots_refused", ck.refused)
+            yield counter("xwatch_outputs_already_written", ck.already_written)
         alerts = CounterMetricFamily(
             "xwatch_alerts", METRICS["xwatch_alerts"], labels=["kind", "severity", "status"]
         )

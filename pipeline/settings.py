@@ -92,6 +92,14 @@ class TopicSettings:
     enriched: str = _f(
         "api.requests.enriched", "XWATCH_TOPIC_ENRICHED", "enriched requests (when published)"
     )
+    state: str = _f(
+        "xwatch.state", "XWATCH_TOPIC_STATE", "learned-state snapshots (compacted, internal)"
+    )
+    digests: str = _f(
+        "xwatch.campaign-digests",
+        "XWATCH_TOPIC_DIGESTS",
+        "campaign links of closed buckets, shards -> campaign stage (internal, 1 partition)",
+    )
     publish_enriched: bool = _f(
         False, "XWATCH_PUBLISH_ENRICHED", "also publish every enriched request (costly; off)"
     )
@@ -178,6 +186,23 @@ class DetectorSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StateSettings:
+    """Checkpoints of learned state (see :mod:`pipeline.state`)."""
+
+    snapshot_interval_s: float = _f(
+        60.0,
+        "XWATCH_SNAPSHOT_INTERVAL_S",
+        "seconds between state snapshots (a crash reprocesses at most this much input)",
+    )
+    secret: str | None = _f(
+        None,
+        "XWATCH_STATE_SECRET",
+        "HMAC key signing snapshots; unsigned ones are then refused (never logged)",
+        secret=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable, built once per process by :meth:`load`."""
 
@@ -185,6 +210,7 @@ class Settings:
     topics: TopicSettings = field(default_factory=TopicSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
+    state: StateSettings = field(default_factory=StateSettings)
     app_id: str = _f("extraction-watch", "XWATCH_APP_ID", "Faust app id = consumer group id")
     seed: int = _f(7, "XWATCH_SEED", "seed for every random choice of the core and simulator")
     log_level: str = _f("warning", "XWATCH_LOG_LEVEL", "worker log level")
@@ -255,7 +281,7 @@ class Settings:
         return rows
 
 
-_GROUPS = ("kafka", "topics", "network", "detector")
+_GROUPS = ("kafka", "topics", "network", "detector", "state")
 
 
 def _field(cls: type, name: str, dotted: str) -> dataclasses.Field:

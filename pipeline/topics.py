@@ -32,6 +32,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("intel", t.name("intel"), 1, COMPACT),
         TopicSpec("alerts", t.name("alerts"), n, {}),
         TopicSpec("dlq", t.name("dlq"), n, {}),
+        TopicSpec("state", t.name("state"), 1, COMPACT),
+        TopicSpec("digests", t.name("digests"), 1, {}),
         *([TopicSpec("enriched", t.name("enriched"), n, {})] if t.publish_enriched else []),
     ]
 
@@ -57,3 +59,25 @@ def ensure_topics(settings: Settings, replication: int = 1) -> dict[str, str]:
         return report
     finally:
         admin.close()
+
+
+def partition_counts(settings: Settings) -> dict[str, int]:
+    """logical name -> partitions of each existing topic the worker needs; raises
+    SystemExit naming the missing ones (the worker never creates topics itself)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(**settings.kafka.client_kwargs())
+    try:
+        counts: dict[str, int] = {}
+        missing = []
+        for spec in topic_specs(settings):
+            parts = consumer.partitions_for_topic(spec.name)
+            if parts:
+                counts[spec.logical] = len(parts)
+            elif spec.logical != "enriched":
+                missing.append(spec.name)
+        if missing:
+            raise SystemExit(f"missing topic(s): {', '.join(missing)} (run `xwatch topics create`)")
+        return counts
+    finally:
+        consumer.close()

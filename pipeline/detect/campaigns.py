@@ -39,6 +39,111 @@ _DAY = 86_400.0
 
 
 @dataclass(slots=True)
+class CampaignInput:
+    """What the campaign stage needs of one closed 5-minute view and its account.
+
+    Plain values only (no view, no account record), so that shards can hand it to a
+    campaign stage running in another process (:func:`pipeline.codec.encode_digest`).
+    """
+
+    account_id: str
+    keys: list[tuple[str, str]]  # links: ("template", fingerprint) / ("payment", fingerprint)
+    org: str
+    young: bool
+    unverified: bool
+    risky: bool
+    requests: int
+    completion_tokens: int
+    first_ts: float
+    last_ts: float
+
+
+def campaign_input(view: View, account: Account | None) -> CampaignInput | None:
+    """The view's links, or None when it has none (it cannot join a campaign)."""
+    keys: list[tuple[str, str]] = []
+    if view.values["template_reuse"] >= 0.5 and view.fingerprints:
+        keys.extend(("template", fp) for fp in sorted(view.fingerprints))
+    if account is not None and account.payment_fingerprint:
+        keys.append(("payment", account.payment_fingerprint))
+    if not keys:
+        return None
+    return CampaignInput(
+        account_id=view.account_id,
+        keys=keys,
+        org=account.org_id if account else view.account_id,
+        young=account is None or (view.end - account.created_at) < 30 * _DAY,
+        unverified=account is None or not account.payment_verified,
+        risky=view.values["risky_network_share"] >= 0.5,
+        requests=view.counts["requests"],
+        completion_tokens=view.counts["completion_tokens"],
+        first_ts=view.first_ts,
+        last_ts=view.last_ts,
+    )
+
+
+@dataclass(slots=True)
+class Digest:
+    """What one shard closed in one step: every bucket index up to ``through`` is closed
+    on ``partition``; ``entries`` are (index, inputs) for the closed buckets with inputs."""
+
+    partition: int
+    through: int
+    entries: list[tuple[int, list[CampaignInput]]]
+
+
+class CampaignStage:
+    """Feeds a :class:`CampaignDetector` every bucket that all expected partitions closed.
+
+    Within a bucket, inputs go in account-id order, so the output does not depend on how
+    partitions interleave, on which worker closed them, or on whether they ran in this
+    process (the offline flow) or arrived as digests (the live worker's campaign agent).
+    A digest the stage has already seen (a shard replaying after a restart) is ignored,
+    so offering the same digests twice changes nothing. A partition that has reported
+    nothing yet holds the stage back: it cannot know the bucket is complete.
+    """
+
+    def __init__(self, detector: CampaignDetector, expected: set[int] | None = None) -> None:
+        self.detector = detector
+        self.expected = expected  # None: the partitions seen so far
+        self.closed: dict[int, int] = {}
+        self._pending: dict[int, list[CampaignInput]] = {}
+        self._through: int | None = None
+
+    def offer(self, digest: Digest) -> list[Alert]:
+        """One shard's step; returns the campaign alerts of every bucket it completed."""
+        p = digest.partition
+        seen = self.closed.get(p)
+        if seen is not None and digest.through <= seen:
+            return []
+        for index, inputs in digest.entries:
+            if seen is None or index > seen:
+                self._pending.setdefault(index, []).extend(inputs)
+        self.closed[p] = digest.through
+        return self._run()
+
+    def _run(self) -> list[Alert]:
+        expected = self.expected if self.expected is not None else set(self.closed)
+        if not expected or any(p not in self.closed for p in expected):
+            return []
+        through = min(self.closed[p] for p in expected)
+        start = self._through
+        if start is None:
+            start = min(self._pending, default=through + 1) - 1
+        out: list[Alert] = []
+        det = self.detector
+        for index in range(start + 1, through + 1):
+            for inp in sorted(self._pending.pop(index, ()), key=_by_account):
+                det.observe(inp, index)
+            out.extend(det.tick(index))
+        self._through = max(start, through)
+        return out
+
+
+def _by_account(inp: CampaignInput) -> str:
+    return inp.account_id
+
+
+@dataclass(slots=True)
 class _Member:
     last: int  # last bucket index the account was active with a link
     org: str
@@ -86,33 +191,23 @@ class CampaignDetector:
         self._members: dict[str, _Member] = {}
         self.campaigns: list[_Campaign] = []
 
-    def observe(self, view: View, account: Account | None, index: int) -> None:
-        """One closed 5-minute view (bucket ``index``) of one account."""
-        keys: list[tuple[str, str]] = []
-        if view.values["template_reuse"] >= 0.5 and view.fingerprints:
-            keys.extend(("template", fp) for fp in view.fingerprints)
-        if account is not None and account.payment_fingerprint:
-            keys.append(("payment", account.payment_fingerprint))
-        if not keys:
-            return
-        acct = view.account_id
-        for key in keys:
+    def observe(self, inp: CampaignInput, index: int) -> None:
+        """One account's links from a closed 5-minute view of bucket ``index``."""
+        acct = inp.account_id
+        for key in inp.keys:
             self._links[key][acct] = index
-        young = account is None or (view.end - account.created_at) < 30 * _DAY
-        unverified = account is None or not account.payment_verified
-        risky = view.values["risky_network_share"] >= 0.5
         m = self._members.get(acct)
         if m is None:
             m = self._members[acct] = _Member(
-                index, account.org_id if account else acct, False, risky, young, unverified
+                index, inp.org, False, inp.risky, inp.young, inp.unverified
             )
         m.last = index
-        m.risky, m.young, m.unverified = risky, young, unverified
-        m.suspicious = sum((risky, young, unverified)) >= 2
-        m.requests = view.counts["requests"]  # the latest 5-minute view
-        m.completion_tokens = view.counts["completion_tokens"]
-        m.first_ts = min(m.first_ts, view.first_ts)
-        m.last_ts = max(m.last_ts, view.last_ts)
+        m.risky, m.young, m.unverified = inp.risky, inp.young, inp.unverified
+        m.suspicious = sum((inp.risky, inp.young, inp.unverified)) >= 2
+        m.requests = inp.requests  # the latest 5-minute view
+        m.completion_tokens = inp.completion_tokens
+        m.first_ts = min(m.first_ts, inp.first_ts)
+        m.last_ts = max(m.last_ts, inp.last_ts)
 
     def tick(self, index: int) -> list[Alert]:
         """Bucket ``index`` is closed everywhere: maybe regroup, then emit what changed."""

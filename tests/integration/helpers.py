@@ -31,20 +31,26 @@ def read_all(settings: Settings, logical: str) -> list[dict]:
 
 
 def wait_processed(settings: Settings, timeout: float = 120.0) -> None:
-    """Wait until the worker's group has committed the end offset of every input partition."""
-    topic = settings.topics.name("requests")
+    """Wait until the worker group has committed the end offset of every input partition,
+    then of the campaign digests those produced (the campaign stage comes last)."""
     consumer = KafkaConsumer(**settings.kafka.client_kwargs())
     admin = KafkaAdminClient(**settings.kafka.client_kwargs())
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        ends = consumer.end_offsets(parts)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
-            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in parts):
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"worker did not process everything in {timeout} s: {committed}")
+        for logical in ("requests", "digests"):
+            topic = settings.topics.name(logical)
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+            ends = consumer.end_offsets(parts)
+            while True:
+                committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+                if all(
+                    ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp])
+                    for tp in parts
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{logical} not processed in {timeout} s: {committed}")
+                time.sleep(0.5)
     finally:
         consumer.close()
         admin.close()

@@ -24,6 +24,7 @@ SCHEMA_OF = {
     "dead-letter": "dead-letter.v1.json",
     "network": "network.v1.json",
     "enriched": "enriched.v1.json",
+    "campaign-digest": "campaign-digest.v1.json",
 }
 
 
@@ -112,3 +113,17 @@ def test_code_outputs_validate(network) -> None:
     for account in (None, Account("a", "o", 0.0, "pro", "DE", True)):
         rec = Enriched(ev, account, network.lookup(ev.ip))
         validator("enriched").validate(codec.enriched_to_dict(rec))
+
+
+def test_digests_validate_and_round_trip(network) -> None:
+    from tests.unit.test_campaigns import _hydra_digests
+
+    _, digests, _ = _hydra_digests(network)
+    with_inputs = [d for d in digests if d.entries]
+    assert with_inputs
+    for d in digests[:50] + with_inputs[:50]:
+        doc = orjson.loads(codec.encode_digest(d))
+        validator("campaign-digest").validate(doc)
+        assert codec.decode_digest(codec.encode_digest(d)) == d
+    bad = codec.decode_digest(b'{"partition": 1, "through": 3, "entries": [[3, [{"x": 1}]]]}')
+    assert bad.reason == "invalid_digest"
