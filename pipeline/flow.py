@@ -28,7 +28,7 @@ from pipeline.detect.campaigns import CampaignDetector, CampaignStage, Digest, c
 from pipeline.detect.population import CohortAnomaly, PopulationBaselines
 from pipeline.enrich.accounts import AccountDirectory
 from pipeline.enrich.network import NetworkEnricher
-from pipeline.features.windows import SHORT, WindowStore
+from pipeline.features.windows import RECENT_IDS, SHORT, WindowStore
 from pipeline.records import (
     Alert,
     DeadLetter,
@@ -238,7 +238,13 @@ class Flow:
             return
         rec = Enriched(ev, self.accounts.get(ev.account_id), self.network.lookup(ev.ip, ts))
         late_before = windows.late_events
-        windows.add(rec)
+        if not windows.add(rec):
+            bad = InvalidEvent(
+                "duplicate_event",
+                f"event_id {ev.event_id[:64]!r} is one of the account's last {RECENT_IDS}",
+            )
+            self._dead_letter(bad, key, raw, source or Source("", partition, 0), out)
+            return
         if self.keep_enriched:
             out.enriched.append(rec)
         if sh.first_index is None:

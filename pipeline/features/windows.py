@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass
+from hashlib import blake2b as _blake2b
 from operator import add
 
 from pipeline.records import RISKY_KINDS, Enriched
@@ -65,6 +66,15 @@ SEEN_CAP = 256  # beyond this, values not seen within the short view are forgott
 FP_CAP = 64  # prompt fingerprints remembered per account (enough to see templates cycle)
 NEW_MODEL_SECONDS = 86_400.0  # a model first seen less than a day ago is "new"
 _GAP_MAX = 3_600.0  # gaps longer than an hour are absences, not pacing
+RECENT_IDS = 8  # event ids remembered per account to recognise redelivered duplicates
+_NO_IDS = (0,) * RECENT_IDS
+
+
+def event_id_hash(event_id: str) -> int:
+    """64-bit hash of an event id, stable across processes (snapshots carry it)."""
+    return int.from_bytes(
+        _blake2b(event_id.encode(), digest_size=8).digest(), "little", signed=True
+    )
 
 
 class AccountState:
@@ -83,6 +93,8 @@ class AccountState:
         "fps",
         "hour",
         "hours_mask",
+        "ids",
+        "ids_at",
         "last_ts",
         "mask_hour",
         "open",
@@ -108,6 +120,8 @@ class AccountState:
         self.drift = None  # the detector's per-account drift model (created on demand)
         self.views = 0  # short views scored (the history's length)
         self.fps: dict[str, int] | None = None  # fingerprint -> last bucket << 1 | repeated
+        self.ids = array("q", _NO_IDS)  # stable hashes of the last RECENT_IDS event ids
+        self.ids_at = 0
 
     def remember(self, nets: list[str], agents: list[str]) -> None:
         """Mark networks and clients as known to the account's history (bounded)."""
@@ -269,9 +283,24 @@ class WindowStore:
         self.late_events = 0
         self.model_first_seen: dict[str, float] = {}
 
-    def add(self, rec: Enriched) -> None:
-        """Count one event into its account's bucket: counters and the ``seen`` dict."""
+    def add(self, rec: Enriched) -> bool:
+        """Count one event into its account's bucket: counters and the ``seen`` dict.
+
+        Returns False, counting nothing, for a duplicate: an event whose ``event_id`` is
+        one of the account's last RECENT_IDS (a producer retry or a redelivery).
+        """
         ev = rec.event
+        acct_id = ev.account_id
+        st = self.accounts.get(acct_id)
+        if st is None:
+            st = self.accounts[acct_id] = AccountState(acct_id)
+        h = event_id_hash(ev.event_id)
+        ids = st.ids
+        if h in ids:
+            return False
+        at = st.ids_at
+        ids[at] = h
+        st.ids_at = (at + 1) % RECENT_IDS
         ts = ev.ts
         index = int(ts // self.bucket_seconds)
         if self.max_ts is None:
@@ -283,10 +312,6 @@ class WindowStore:
         if closed is not None and index <= closed:
             index = closed + 1  # late: fold into the earliest open bucket
             self.late_events += 1
-        acct_id = ev.account_id
-        st = self.accounts.get(acct_id)
-        if st is None:
-            st = self.accounts[acct_id] = AccountState(acct_id)
         o = st.cur
         if o is None or o[IDX] != index:
             for o in st.open:
@@ -379,6 +404,7 @@ class WindowStore:
                 elif v is not None or len(fps) < FP_CAP or _expire_fps(fps, horizon):
                     fps[fp] = index << 1
                 # else: beyond the cap within the view: counted, not remembered
+        return True
 
     def watermark_index(self) -> int | None:
         """The highest bucket index the watermark has closed (None before any event)."""

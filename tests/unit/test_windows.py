@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.features.windows import LONG, SHORT, WindowStore
+from pipeline.features.windows import LONG, RECENT_IDS, SHORT, WindowStore
 from pipeline.records import Enriched, NetworkInfo, RequestEvent
 
 T0 = 1_793_606_400.0  # an hour boundary
@@ -19,10 +21,17 @@ _event = st.tuples(
 )
 
 
-def _rec(ts: float, acct: str, ip: int, key: int, fp: str | None) -> Enriched:
+_ids = itertools.count()
+
+
+def _rec(
+    ts: float, acct: str, ip: int, key: int, fp: str | None, event_id: str | None = None
+) -> Enriched:
+    """One event; its id is unique unless given (a redelivery)."""
+    event_id = event_id or f"u{next(_ids)}"
     addr = f"198.51.{ip % 2}.{ip}"
     ev = RequestEvent(
-        "e", ts, acct, f"k{key}", addr, "cli", "/v1", "m", 10, 100, 200, 1.0, None, fp
+        event_id, ts, acct, f"k{key}", addr, "cli", "/v1", "m", 10, 100, 200, 1.0, None, fp
     )
     return Enriched(ev, None, NetworkInfo(addr, "hosting", prefix=f"198.51.{ip % 2}.0/24"))
 
@@ -30,8 +39,8 @@ def _rec(ts: float, acct: str, ip: int, key: int, fp: str | None) -> Enriched:
 def _run(events: list[tuple], grace: float = 0.0) -> list[tuple[int, object]]:
     ws = WindowStore(60, 5, grace_seconds=grace, min_short=1, min_long=1)
     out = []
-    for e in events:
-        ws.add(_rec(*e))
+    for i, e in enumerate(events):
+        assert ws.add(_rec(*e, event_id=f"e{i}"))
         for index, views in ws.advance():
             out.extend((index, v) for v in views)
     # a far-future event closes everything still open
@@ -89,3 +98,17 @@ def test_fingerprints_repeated_within_the_view_are_templates() -> None:
     ((_, (view,)),) = ws.advance()
     assert view.fingerprints == {"tmpl"}
     assert view.values["template_reuse"] == 5 / 12  # 6 uses of the template, 5 of them repeats
+
+
+def test_a_redelivered_event_id_is_refused_and_not_counted() -> None:
+    ws = WindowStore(60, 5, grace_seconds=0.0, min_short=1, min_long=1)
+    assert ws.add(_rec(T0, "a", 0, 0, None, "e0"))
+    assert not ws.add(_rec(T0 + 1, "a", 0, 0, None, "e0"))  # a producer retry
+    assert ws.add(_rec(T0 + 1, "b", 0, 0, None, "e0"))  # ids are per account
+    for i in range(1, RECENT_IDS + 1):
+        assert ws.add(_rec(T0 + 1 + i, "a", 0, 0, None, f"e{i}"))
+    assert ws.add(_rec(T0 + 20, "a", 0, 0, None, "e0"))  # beyond the last RECENT_IDS
+    ws.add(_rec(T0 + 1000, "z", 0, 0, None, "z"))
+    views = [v for _, vs in ws.advance() for v in vs if v.account_id == "a"]
+    first = next(v for v in views if v.kind == SHORT)  # the bucket all of them fell in
+    assert first.counts["requests"] == RECENT_IDS + 2
