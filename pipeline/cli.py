@@ -6,6 +6,7 @@ Exit status: 0 success, 1 runtime failure (e.g. Kafka unreachable), 2 bad usage 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import sys
 from collections.abc import Sequence
@@ -86,6 +87,23 @@ def use_uvloop() -> bool:
     except ImportError:
         return False
     return True
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    """The embedded Tansu broker in the foreground, until Ctrl-C (data in memory only)."""
+    import signal
+    import threading
+
+    from pipeline.broker import LocalBroker
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalBroker(settings.broker_bin, port=args.port) as broker:
+        print(f"broker ready: --bootstrap {broker.bootstrap}  (Ctrl-C stops it; data is lost)")
+        sys.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    return 0
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -533,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", parents=[common], help="run the Faust detection worker")
     p.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to reach Kafka")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("broker", parents=[common], help="run the embedded local broker")
+    p.add_argument("--port", type=int, default=9092, help="loopback port (default 9092)")
+    p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("topics", parents=[common], help="topic administration")
     tsub = p.add_subparsers(dest="action", required=True)
