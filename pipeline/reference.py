@@ -27,6 +27,7 @@ from pipeline.codec import account_from_dict, intel_from_dict
 from pipeline.flow import Flow
 from pipeline.records import InvalidEvent
 from pipeline.settings import Settings
+from pipeline.subscribe import end_offsets
 
 log = logging.getLogger("xwatch.reference")
 
@@ -78,6 +79,7 @@ class ReferenceFollower:
 
     def __init__(self, settings: Settings, flow: Flow, consumer_kwargs: dict[str, Any]) -> None:
         self.flow = flow
+        self.settings = settings
         self.accounts_topic = settings.topics.name("accounts")
         self.intel_topic = settings.topics.name("intel")
         self.consumer_kwargs = consumer_kwargs
@@ -91,6 +93,24 @@ class ReferenceFollower:
             self._wanted = set(partitions)
             self.ready.clear()
             self._changed.set()
+
+    async def _end_offsets(self, parts: list) -> dict:
+        """End offsets that are safe to wait for (pipeline.subscribe.end_offsets), read by a
+        short-lived kafka-python consumer in an executor."""
+        from kafka import KafkaConsumer
+        from kafka import TopicPartition as KTP
+
+        def probe() -> dict:
+            consumer = KafkaConsumer(
+                enable_auto_commit=False, **self.settings.kafka.client_kwargs()
+            )
+            try:
+                ends = end_offsets(consumer, [KTP(tp.topic, tp.partition) for tp in parts])
+            finally:
+                consumer.close()
+            return {tp: ends[KTP(tp.topic, tp.partition)] for tp in parts}
+
+        return await asyncio.get_running_loop().run_in_executor(None, probe)
 
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -107,7 +127,7 @@ class ReferenceFollower:
             pending: dict[Any, int] = {}
             consumer.assign(intel)
             await consumer.seek_to_beginning(*intel)
-            pending.update(await consumer.end_offsets(intel))
+            pending.update(await self._end_offsets(intel))
             while True:
                 if self._changed.is_set():
                     self._changed.clear()
@@ -123,7 +143,7 @@ class ReferenceFollower:
                     )
                     if added:
                         await consumer.seek_to_beginning(*added)
-                        pending.update(await consumer.end_offsets(added))
+                        pending.update(await self._end_offsets(added))
                     current = wanted
                 batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 for tp, msgs in batches.items():

@@ -37,6 +37,7 @@ from pipeline.flow import Flow, partition_for
 from pipeline.records import Alert, DeadLetter, Source
 from pipeline.reference import apply_account, apply_intel
 from pipeline.settings import Settings
+from pipeline.subscribe import end_offsets
 
 #: (partition, offset, key, value, timestamp ms) of one input record
 Record = tuple[int, int, bytes | None, bytes | None, int]
@@ -111,7 +112,7 @@ def topic_range(settings: Settings, topic: str, start: float | None, end: float 
         consumer.close()
         raise ReplayError(f"no such topic: {topic}")
     first = consumer.beginning_offsets(parts)
-    last = consumer.end_offsets(parts)  # captured now: the run terminates
+    last = end_offsets(consumer, parts)  # captured now: the run terminates
     lo, hi = dict(first), dict(last)
     if start is not None:
         found = consumer.offsets_for_times({tp: _ms(start) for tp in parts})

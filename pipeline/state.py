@@ -40,6 +40,7 @@ from kafka.errors import KafkaError
 from pipeline.codec import format_ts
 from pipeline.records import Alert
 from pipeline.settings import Settings
+from pipeline.subscribe import end_offsets
 
 log = logging.getLogger("xwatch.state")
 
@@ -212,8 +213,8 @@ def _read_range(settings: Settings, topics: list[str], since_ms: int | None):
         ]
         if not parts:
             return
+        ends = end_offsets(consumer, parts)
         consumer.assign(parts)
-        ends = consumer.end_offsets(parts)
         consumer.seek_to_beginning(*parts)
         if since_ms is not None:
             try:

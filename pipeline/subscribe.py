@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -36,6 +37,36 @@ def consumer_for(settings: Settings, topics: list[str], from_beginning: bool) ->
     return consumer
 
 
+def end_offsets(consumer: KafkaConsumer, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The partitions' end offsets, as a reader that must not stop early needs them.
+
+    Kafka's answer (ListOffsets, latest), corrected for brokers that report the last
+    record batch's *base* offset + 1 instead of its last offset + 1: the local Tansu broker
+    does, whenever the last batch holds several records, so a reader stopping at that
+    offset loses the rest of the batch. The batch holding ``end - 1`` is fetched (whole:
+    fetches return whole batches) and the end moved past its last record. On a correct
+    broker this costs one small fetch per partition and changes nothing (or takes in
+    records written meanwhile). Reassigns ``consumer``: assign and seek after calling.
+    """
+    ends = dict(consumer.end_offsets(parts))
+    probe = [tp for tp in parts if ends[tp] > 0]
+    if not probe:
+        return ends
+    consumer.assign(probe)
+    for tp in probe:
+        consumer.seek(tp, ends[tp] - 1)
+    pending = set(probe)
+    deadline = time.monotonic() + 10.0
+    while pending and time.monotonic() < deadline:
+        for tp, msgs in consumer.poll(timeout_ms=200, max_records=1_000_000).items():
+            if tp in pending and msgs:
+                ends[tp] = max(ends[tp], msgs[-1].offset + 1)
+                pending.discard(tp)
+                consumer.pause(tp)
+    consumer.assign([])
+    return ends
+
+
 def read_to_end(settings: Settings, topic: str) -> Iterator[ConsumerRecord]:
     """Every record on ``topic`` from the beginning up to the end offsets seen at the start."""
     consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka.client_kwargs())
@@ -45,9 +76,9 @@ def read_to_end(settings: Settings, topic: str) -> Iterator[ConsumerRecord]:
         ]
         if not parts:
             raise SystemExit(f"no such topic: {topic} (run `xwatch topics create`)")
+        ends = end_offsets(consumer, parts)
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
         while any(consumer.position(tp) < ends[tp] for tp in parts):
             for msgs in consumer.poll(timeout_ms=500).values():
                 yield from msgs

@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from pipeline.demo import start_worker, stop_process
 from pipeline.settings import Settings
-from pipeline.subscribe import read_to_end
+from pipeline.subscribe import end_offsets, read_to_end
 
 
 @contextlib.contextmanager
@@ -40,7 +40,7 @@ def wait_processed(settings: Settings, timeout: float = 120.0) -> None:
         for logical in ("requests", "digests"):
             topic = settings.topics.name(logical)
             parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-            ends = consumer.end_offsets(parts)
+            ends = end_offsets(consumer, parts)
             while True:
                 committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
                 if all(
