@@ -243,12 +243,15 @@ class WindowStore:
 
     >>> from pipeline.records import Enriched, NetworkInfo, RequestEvent
     >>> ws = WindowStore(60, 5, grace_seconds=0)
-    >>> def ev(ts, ip="198.51.100.7"):
-    ...     e = RequestEvent("e", ts, "acct-1", "key-1", ip, "cli", "/v1", "m", 10, 500, 200, 1.0)
+    >>> def ev(n, ts, ip="198.51.100.7"):
+    ...     e = RequestEvent(f"e{n}", ts, "acct-1", "k", ip, "cli", "/v1", "m", 10, 500, 200, 1.0)
     ...     return Enriched(e, None, NetworkInfo(ip, "hosting", prefix=ip.rsplit(".", 1)[0]))
-    >>> for i in range(6):
-    ...     ws.add(ev(600.0 + 10 * i, ip=f"198.51.100.{i % 2}"))
-    >>> ws.add(ev(660.0))  # the watermark passes minute 10: its bucket closes
+    >>> [ws.add(ev(i, 600.0 + 10 * i, ip=f"198.51.100.{i % 2}")) for i in range(6)]
+    [True, True, True, True, True, True]
+    >>> ws.add(ev(0, 655.0))  # event e0 again: a duplicate, not counted
+    False
+    >>> ws.add(ev(6, 660.0))  # the watermark passes minute 10: its bucket closes
+    True
     >>> [(i, [(v.kind, v.counts["requests"], v.counts["distinct_ips"]) for v in vs])
     ...  for i, vs in ws.advance()]
     [(10, [('5m', 6, 2)])]
