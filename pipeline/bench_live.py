@@ -267,11 +267,15 @@ def _latency(settings: Settings, rate: float, workdir: Path, minutes: float, see
     accounts = min(20_000, max(200, int(rate * 30)))  # ~2 requests/min each, at most 20k
     sim = Simulation(seed=seed, accounts=accounts, start=start, duration=(warm + minutes) * 60,
                      rate=rate, scenarios=())  # fmt: skip
+    attackers: set[str] = set()
     for j in range(12):  # attack accounts starting one after another during the live phase
-        sim.actors.extend(_burst(sim, now + 30 + j * (minutes * 60 - 60) / 12, n=j + 1))
+        burst = _burst(sim, now + 30 + j * (minutes * 60 - 60) / 12, n=j + 1)
+        attackers.update(a.account.account_id for a in burst)
+        sim.actors.extend(burst)
     port = settings.web_port
     proc = start_worker(settings, workdir / "worker-latency.log")
     samples: list[float] = []
+    others: list[str] = []  # other accounts alerted (benign, during the short warm-up)
     stop = threading.Event()
 
     def collect() -> None:
@@ -279,7 +283,13 @@ def _latency(settings: Settings, rate: float, workdir: Path, minutes: float, see
         try:
             while not stop.is_set():
                 for _topic, doc in records(cons, 200):
-                    if doc.get("status") == "open" and doc.get("kind") == "account":
+                    # the planted attacks only: with the shortened warm-up, benign accounts
+                    # can be alerted on history, whose lateness says nothing about latency
+                    if doc.get("status") != "open" or doc.get("kind") != "account":
+                        continue
+                    if doc["account_ids"][0] not in attackers:
+                        others.append(doc["account_ids"][0])
+                    else:
                         closes = parse_ts(doc["emitted_at"]) + cfg.grace_seconds
                         samples.append(time.time() - closes)
         finally:
@@ -319,6 +329,7 @@ def _latency(settings: Settings, rate: float, workdir: Path, minutes: float, see
         raise RuntimeError(f"no alerts arrived; see {workdir}/worker-latency.log")
     return {
         "alerts": len(samples),
+        "other_alerts": len(others),
         "p50": samples[len(samples) // 2],
         "p99": samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))],
         "rate": rate,
@@ -423,6 +434,7 @@ def bench_live(
         "latency_p50_s": round(latency["p50"], 3),
         "latency_p99_s": round(latency["p99"], 3),
         "latency_alerts": latency["alerts"],
+        "latency_other_alerts": latency["other_alerts"],
         "latency_rate_eps": round(latency["rate"]),
         "bytes_per_account": largest,
         "memory": memory,
@@ -452,8 +464,9 @@ def print_live(r: dict) -> None:
         print(f"{name:42s} {eps:>10,d}  {ratio}")
     print(
         f"event-to-alert latency at {r['latency_rate_eps']:,} events/s (half the single-event "
-        f"maximum), {r['latency_alerts']} alerts: p50 {r['latency_p50_s']:.3f} s, "
-        f"p99 {r['latency_p99_s']:.3f} s"
+        f"maximum), {r['latency_alerts']} planted attacks alerted: p50 "
+        f"{r['latency_p50_s']:.3f} s, p99 {r['latency_p99_s']:.3f} s "
+        f"({r['latency_other_alerts']} other accounts alerted after the 3-minute warm-up)"
     )
     for m in r["memory"].values():
         print(
