@@ -308,7 +308,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             bench_live.print_live(result)
         return 0
     if args.section == "core":
-        result = bench.bench_core(repeat=args.repeat or 1, accounts=args.accounts)
+        result = bench.bench_core(
+            repeat=args.repeat or 1, accounts=args.accounts, warm_minutes=args.warm_minutes
+        )
     else:
         result = bench.bench_enrich(repeat=args.repeat or 3, n=args.events, distinct=args.distinct)
     if args.json:
@@ -629,6 +631,12 @@ def build_parser() -> argparse.ArgumentParser:
         "section",
         choices=["enrich", "core", "live"],
         help="what to measure (live: on a broker, the worker beside Faust and aiokafka floors)",
+    )
+    p.add_argument(
+        "--warm-minutes",
+        type=float,
+        default=0.0,
+        help="core: untimed traffic first, to time a steady state (default 0: cold start)",
     )
     p.add_argument("--pack", type=int, default=100, help="events per packed message (live)")
     p.add_argument("--accounts", type=int, default=100_000, help="population of the core run")
