@@ -1,9 +1,16 @@
 """The Faust worker: a thin shell around :class:`pipeline.flow.Flow`.
 
-Faust owns the consumer group, partition assignment and the worker lifecycle. The agent
-does three things per message: hand the raw bytes to the flow, and send what comes back
-(alerts, dead letters; rare). No per-event table writes or sends: that is what keeps the
-worker near Faust's own per-message floor.
+Faust owns the consumer group, partition assignment and the worker lifecycle. The
+``detect`` agent hands each message's raw bytes to the flow and sends what comes back
+(alerts, dead letters, and a campaign digest per closed bucket; all rare). No per-event
+table writes or sends: that is what keeps the worker near Faust's own per-message floor.
+The ``campaigns`` agent runs the campaign stage over every shard's digests; the
+one-partition digests topic makes it a single stage for the whole group.
+
+State survives restarts and rebalances as snapshots (:mod:`pipeline.state`): taken every
+``state.snapshot_interval_s`` between two records, at revocation and at shutdown;
+restored, and the group's offsets committed to exactly where each restored state ends,
+before Faust seeks. After a crash, outputs already written are not sent twice.
 
 Reference data (``accounts``, ``network.intel``, both compacted) is kept current by
 :class:`pipeline.reference.ReferenceFollower`, outside the group; the agent waits for it
@@ -91,7 +98,7 @@ def create_app(
         external_campaigns=True,
     )
     n_partitions = partitions or t.partitions
-    stage_box: dict[str, CampaignStage] = {}
+    stage_box: dict[str, Any] = {}  # "stage": CampaignStage, "next_offset": int
 
     def new_stage() -> CampaignStage:
         return CampaignStage(campaign_detector(settings.detector), set(range(n_partitions)))
