@@ -123,18 +123,26 @@ class SnapshotReader:
             if value is None:
                 self._latest.pop(unit, None)
                 return
-            manifest = orjson.loads(value)
+            try:
+                manifest = orjson.loads(value)
+                int(manifest["generation"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                return  # not a manifest of ours; the previous one stands
             self._latest[unit] = manifest
             gen = manifest["generation"]
             for k in [k for k in self._chunks if k[0] == unit and k[1] < gen]:
                 del self._chunks[k]
             return
-        gen_text, _, index = rest.partition("/")
-        slot = self._chunks.setdefault((unit, int(gen_text)), {})
+        gen_text, _, index_text = rest.partition("/")
+        try:
+            gen, index = int(gen_text), int(index_text)
+        except ValueError:
+            return  # not a chunk key of ours
+        slot = self._chunks.setdefault((unit, gen), {})
         if value is None:
-            slot.pop(int(index), None)
+            slot.pop(index, None)
         else:
-            slot[int(index)] = value
+            slot[index] = value
 
     def result(self) -> dict[str, Snapshot | SnapshotRefused]:
         """unit -> its snapshot, or why it could not be used. Units with none are absent."""
@@ -144,6 +152,8 @@ class SnapshotReader:
                 out[unit] = self._assemble(unit, m)
             except SnapshotRefused as exc:
                 out[unit] = exc
+            except (KeyError, TypeError, ValueError, zlib.error, pickle.UnpicklingError) as exc:
+                out[unit] = SnapshotRefused(f"{unit}: unreadable snapshot: {exc!r}")
         return out
 
     def _assemble(self, unit: str, m: dict) -> Snapshot:

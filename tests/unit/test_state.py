@@ -54,6 +54,14 @@ def test_other_units_are_ignored_and_absent_units_are_absent() -> None:
     assert _read(records, units=("requests:1", "requests:2")).keys() == {"requests:1"}
 
 
+def test_foreign_records_on_the_state_topic_are_ignored() -> None:
+    records = encode_snapshot(Snapshot("requests:0", 5, 1, "ok"), generation=1)
+    junk = [(b"requests:0/x/y", b"?"), (b"requests:0", b"not json"), (None, b"x")]
+    assert _read(records + junk)["requests:0"].state == "ok"
+    odd = [*records, (b"requests:0", b'{"generation": 9}')]  # a manifest missing its fields
+    assert isinstance(_read(odd)["requests:0"], SnapshotRefused)
+
+
 def test_tampered_or_unsigned_snapshots_are_refused() -> None:
     records = encode_snapshot(Snapshot("requests:0", 5, 1, {"a": 1}), generation=1)
     key, chunk = records[0]
