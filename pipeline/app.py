@@ -144,7 +144,6 @@ def create_app(
     assigned: set[int] = set()
     owned: set[str] = set()  # units (state.unit_name) this worker holds
     to_restore: set[str] = set()
-    resume_at: dict[str, int] = {}  # unit -> input offset its restored state already covers
     expect: dict[str, int] = {}  # unit -> the offset its first record after a restore must have
     gaps: dict[str, int] = {}  # unit -> records between its state and its first record
 
@@ -204,8 +203,9 @@ def create_app(
             if not reference.ready.is_set():  # a new assignment is loading its accounts
                 await reference.ready.wait()
             m = event.message
-            if m.offset < resume_at.get(unit_name("requests", m.partition), 0):
-                continue  # already in the restored state
+            sh = flow.shards.get(m.partition)
+            if sh is not None and m.offset < sh.next_offset:
+                continue  # already in the state (Faust's seek should make this never happen)
             if expect:
                 check_resume(unit_name("requests", m.partition), m.offset)
             source = Source(m.topic, m.partition, m.offset)
@@ -224,7 +224,6 @@ def create_app(
                 out = flow.internal_error(m.key, m.value, source, exc)
             if started:
                 metrics.processing.observe(time.perf_counter() - started)
-            stats.last_offset[m.partition] = m.offset
             if out:
                 await send_alerts(out.alerts)
                 for dl in out.dead_letters:
@@ -245,8 +244,8 @@ def create_app(
     async def campaigns(stream: faust.StreamT) -> None:
         async for event in stream.events():
             m = event.message
-            if m.offset < resume_at.get(unit_name("digests", 0), 0):
-                continue
+            if m.offset < stage_box.get("next_offset", 0):
+                continue  # already in the stage's state
             if expect:
                 check_resume(unit_name("digests", 0), m.offset)
             stage = stage_box.get("stage")
@@ -309,7 +308,7 @@ def create_app(
                     else:
                         flow.shards.pop(p, None)
                 sh = flow.shards.get(p)
-                offset = sh.next_offset if sh else resume_at.get(unit, 0)
+                offset = sh.next_offset if sh else 0  # no shard yet: nothing processed
             else:
                 tp = TP(digests_name, 0)
                 if unit in new:
@@ -320,7 +319,7 @@ def create_app(
             if unit in new:
                 how = "snapshot" if found.get(unit) else "no snapshot: from the beginning"
                 log.info("unit %s resumes at offset %d (%s)", unit, offset, how)
-            resume_at[unit] = expect[unit] = commits[tp] = offset
+            expect[unit] = commits[tp] = offset
         # Faust's transport-level commit of exact offsets; its seek to them follows
         if commits and not await app.consumer._commit(commits):
             log.error("could not commit the resume offsets %s", commits)

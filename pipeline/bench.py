@@ -222,6 +222,7 @@ def bench_core(
     floor = best_of(repeat, len(timed), "orjson decode only (floor)", decode_only)
     state = f", after {warm_minutes:g} warm minutes" if warm_minutes else ", cold start"
     live = best_of(repeat, len(timed), f"offline core, {accounts:,} accounts{state}", core, prepare)
+    snapshot = _snapshot_cost(holder[0])
     holder.clear()
     memory = {
         str(n): _memory_per_account(settings, network, n, seed) for n in (accounts // 10, accounts)
@@ -235,7 +236,29 @@ def bench_core(
         "offline_eps": round(live.eps),
         "decode_eps": round(floor.eps),
         "warm_minutes": warm_minutes,
+        "snapshot": snapshot,
         "bytes_per_account": memory,
+    }
+
+
+def _snapshot_cost(flow: Flow) -> dict:
+    """What checkpointing the core's state costs (pipeline.state.encode_snapshot, the
+    worker's own encoder): bytes per account on the state topic, and seconds per 10k
+    accounts during which a worker's agent pauses."""
+    from pipeline.state import Snapshot, encode_snapshot
+
+    accounts = sum(len(sh.windows.accounts) for sh in flow.shards.values())
+    t = time.perf_counter()
+    size = sum(
+        len(value)
+        for p, sh in flow.shards.items()
+        for _, value in encode_snapshot(Snapshot(f"requests:{p}", sh.next_offset, 0, sh), 1)
+    )
+    seconds = time.perf_counter() - t
+    return {
+        "accounts": accounts,
+        "bytes_per_account": round(size / max(1, accounts)),
+        "seconds_per_10k_accounts": round(seconds * 10_000 / max(1, accounts), 3),
     }
 
 
@@ -282,4 +305,10 @@ def print_table(result: dict) -> None:
         print(
             f"memory held per active account at {m['active_accounts']:,} active accounts: "
             f"{m['bytes_per_account']:,} bytes"
+        )
+    snap = result.get("snapshot")
+    if snap:
+        print(
+            f"state snapshot of {snap['accounts']:,} accounts: {snap['bytes_per_account']:,} "
+            f"bytes per account, {snap['seconds_per_10k_accounts']:.2f} s per 10k accounts"
         )

@@ -211,7 +211,7 @@ class Flow:
         if type(ev) is InvalidEvent:
             self._dead_letter(ev, key, raw, source, out)
             return
-        self.process_event(ev, source.partition, out, key, raw, source)
+        self._process(ev, sh, source.partition, out, key, raw, source)
 
     def process_event(
         self,
@@ -226,6 +226,18 @@ class Flow:
         sh = self.shards.get(partition)
         if sh is None:
             sh = self.shard(partition)
+        self._process(ev, sh, partition, out, key, raw, source)
+
+    def _process(
+        self,
+        ev: RequestEvent,
+        sh: Shard,
+        partition: int,
+        out: Output,
+        key: bytes | None,
+        raw: bytes | None,
+        source: Source | None,
+    ) -> None:
         windows = sh.windows
         mx = windows.max_ts
         ts = ev.ts

@@ -44,7 +44,6 @@ METRICS: dict[str, str] = {
 class WorkerStats:
     """What the Faust shell records beside the flow's counters (cheap, in memory)."""
 
-    last_offset: dict[int, int] = field(default_factory=dict)  # partition -> last processed
     alerts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     ready: bool = False
     checkpoint: Any = None  # the worker's pipeline.state.Checkpointer
@@ -107,9 +106,8 @@ class _Collector:
         for p, sh in sorted(flow.shards.items()):
             label = [str(p)]
             high = self.highwater(p)
-            last = stats.last_offset.get(p)
-            if high is not None and last is not None:
-                families["xwatch_consumer_lag"].add_metric(label, max(0, high - last - 1))
+            if high is not None and sh.next_offset:
+                families["xwatch_consumer_lag"].add_metric(label, max(0, high - sh.next_offset))
             if sh.windows.max_ts is not None:
                 families["xwatch_event_time_lag_seconds"].add_metric(label, now - sh.windows.max_ts)
             families["xwatch_state_accounts"].add_metric(label, len(sh.windows.accounts))

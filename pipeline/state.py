@@ -30,17 +30,15 @@ import pickle
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 
 from pipeline.codec import format_ts
 from pipeline.records import Alert
 from pipeline.settings import Settings
-from pipeline.subscribe import end_offsets
+from pipeline.subscribe import read_range
 
 log = logging.getLogger("xwatch.state")
 
@@ -94,12 +92,6 @@ def encode_snapshot(
 def tombstones(unit: str, generation: int, chunks: int) -> list[tuple[bytes, None]]:
     """Deletes for a superseded generation's chunks (compaction then drops them)."""
     return [(f"{unit}/{generation}/{i}".encode(), None) for i in range(chunks)]
-
-
-@dataclass(slots=True)
-class _Found:
-    manifest: dict
-    chunks: dict[int, bytes] = field(default_factory=dict)
 
 
 class SnapshotReader:
@@ -179,7 +171,7 @@ class SnapshotReader:
 def read_snapshots(settings: Settings, units: Iterable[str]) -> SnapshotReader:
     """Read the state topic to its current end (blocking; run it in an executor)."""
     reader = SnapshotReader(units, settings.state.secret)
-    for msg in _read_range(settings, [settings.topics.name("state")], None):
+    for msg in read_range(settings, [settings.topics.name("state")]):
         reader.feed(msg.key, msg.value)
     return reader
 
@@ -195,7 +187,7 @@ def read_back(settings: Settings, since_ms: int | None) -> tuple[set, set]:
     alerts: set[tuple] = set()
     dead: set[tuple] = set()
     t = settings.topics
-    for msg in _read_range(settings, [t.name("alerts"), t.name("dlq")], since_ms):
+    for msg in read_range(settings, [t.name("alerts"), t.name("dlq")], since_ms):
         try:
             doc = orjson.loads(msg.value)
             if msg.topic == t.name("alerts"):
@@ -211,35 +203,6 @@ def read_back(settings: Settings, since_ms: int | None) -> tuple[set, set]:
 def alert_identity(alert: Alert) -> tuple:
     """What makes an alert record the same emission: id, status and (encoded) event time."""
     return (alert.alert_id, alert.status, format_ts(alert.emitted_at))
-
-
-def _read_range(settings: Settings, topics: list[str], since_ms: int | None):
-    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka.client_kwargs())
-    try:
-        parts = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not parts:
-            return
-        ends = end_offsets(consumer, parts)
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        if since_ms is not None:
-            try:
-                found = consumer.offsets_for_times(dict.fromkeys(parts, max(0, since_ms)))
-            except KafkaError as exc:  # a broker without timestamp lookups: read it all
-                log.warning("offsets_for_times failed (%s); reading %s whole", exc, topics)
-            else:
-                for tp in parts:
-                    at = found.get(tp)
-                    consumer.seek(tp, at.offset if at is not None else ends[tp])
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for batch in consumer.poll(timeout_ms=500).values():
-                yield from batch
-    finally:
-        consumer.close()
 
 
 Send = Callable[[bytes, bytes | None], Awaitable[Any]]

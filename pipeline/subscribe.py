@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 
 from pipeline.settings import Settings
+
+log = logging.getLogger("xwatch.subscribe")
 
 
 def consumer_for(settings: Settings, topics: list[str], from_beginning: bool) -> KafkaConsumer:
@@ -69,16 +73,38 @@ def end_offsets(consumer: KafkaConsumer, parts: list[TopicPartition]) -> dict[To
 
 def read_to_end(settings: Settings, topic: str) -> Iterator[ConsumerRecord]:
     """Every record on ``topic`` from the beginning up to the end offsets seen at the start."""
+    return read_range(settings, [topic], missing_ok=False)
+
+
+def read_range(
+    settings: Settings, topics: list[str], since_ms: int | None = None, missing_ok: bool = True
+) -> Iterator[ConsumerRecord]:
+    """Every record of ``topics`` written since ``since_ms`` (Kafka timestamps; None: from
+    the beginning) up to the end offsets seen at the start. Missing topics: nothing, or
+    SystemExit naming them when not ``missing_ok``."""
     consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka.client_kwargs())
     try:
         parts = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         if not parts:
-            raise SystemExit(f"no such topic: {topic} (run `xwatch topics create`)")
+            if missing_ok:
+                return
+            raise SystemExit(f"no such topic: {', '.join(topics)} (run `xwatch topics create`)")
         ends = end_offsets(consumer, parts)
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
+        if since_ms is not None:
+            try:
+                found = consumer.offsets_for_times(dict.fromkeys(parts, max(0, since_ms)))
+            except KafkaError as exc:  # a broker without timestamp lookups: read it all
+                log.warning("offsets_for_times failed (%s); reading %s whole", exc, topics)
+            else:
+                for tp in parts:
+                    at = found.get(tp)
+                    consumer.seek(tp, at.offset if at is not None else ends[tp])
         while any(consumer.position(tp) < ends[tp] for tp in parts):
             for msgs in consumer.poll(timeout_ms=500).values():
                 yield from msgs
