@@ -31,7 +31,9 @@ def ensure_env() -> None:
         print(f"creating {VENV} ...", flush=True)
         venv.create(VENV, with_pip=True)
     stamp = VENV / ".installed"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # the C hot path is compiled at install time: a change to it reinstalls too
+    built = (ROOT / "pyproject.toml", ROOT / "pipeline" / "_hot.c")
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in built)).hexdigest()
     if not stamp.exists() or stamp.read_text() != digest:
         print("installing extraction-watch and its test tools ...", flush=True)
         pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]

@@ -291,8 +291,11 @@ def _memory_per_account(
 
 
 def machine() -> str:
+    from pipeline.flow import NATIVE
+
     impl = f"{platform.python_implementation()} {platform.python_version()}"
-    return f"{impl}, {platform.machine()}, {os.cpu_count()} CPUs"
+    hot = "C hot path" if NATIVE else "Python hot path (pipeline._hot not built)"
+    return f"{impl}, {platform.machine()}, {os.cpu_count()} CPUs, {hot}"
 
 
 def print_table(result: dict) -> None:

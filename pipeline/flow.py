@@ -12,15 +12,20 @@ without partitions are sharded the way the Kafka producer would partition them
 (murmur2 of the key, :func:`partition_for`).
 
 Per-event cost is decode, two dict lookups for enrichment, and counter updates; scoring
-runs once per active account per closed bucket.
+runs once per active account per closed bucket. For an ordinary valid event those steps run
+in C (:mod:`pipeline._hot`, built with the package when a compiler is present) on the same
+state objects; anything else takes the Python path below, which is the reference the C
+code is tested against.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import orjson
 from kafka.partitioner.default import murmur2
 
+from pipeline import codec
 from pipeline.alerts.policy import AlertPolicy
 from pipeline.codec import decode_request
 from pipeline.detect.account import AccountDetector
@@ -28,8 +33,10 @@ from pipeline.detect.campaigns import CampaignDetector, CampaignStage, Digest, c
 from pipeline.detect.population import CohortAnomaly, PopulationBaselines
 from pipeline.enrich.accounts import AccountDirectory
 from pipeline.enrich.network import NetworkEnricher
+from pipeline.features import windows as _windows
 from pipeline.features.windows import RECENT_IDS, SHORT, WindowStore
 from pipeline.records import (
+    RISKY_KINDS,
     Alert,
     DeadLetter,
     Enriched,
@@ -38,6 +45,24 @@ from pipeline.records import (
     Source,
 )
 from pipeline.settings import DetectorSettings
+
+try:
+    from pipeline import _hot
+except ImportError:  # installed without a C compiler: the Python path does everything
+    _hot = None
+else:
+    _hot.configure(
+        loads=orjson.loads,
+        normalize_ip=codec.normalize_ip,
+        seconds=codec._SECONDS,
+        risky_kinds=RISKY_KINDS,
+        empty_bucket=_windows._EMPTY,
+        account_state=_windows.AccountState,
+        max_event_bytes=codec.MAX_EVENT_BYTES,
+    )
+
+#: True when the C hot path is built and in use by default.
+NATIVE = _hot is not None
 
 
 def campaign_detector(cfg: DetectorSettings) -> CampaignDetector:
@@ -141,9 +166,15 @@ class Flow:
         keep_enriched: bool = False,
         partitions: set[int] | None = None,
         external_campaigns: bool = False,
+        native: bool = True,
     ) -> None:
+        """``native=False`` keeps every event on the Python path (tests compare the two)."""
         self.cfg = cfg
         self.keep_enriched = keep_enriched
+        # the C hot path counts ordinary events straight into the windows; kept records
+        # (keep_enriched) need the Python path, which builds them
+        self._event = _hot.event if native and _hot is not None and not keep_enriched else None
+        self._skew = float(cfg.max_future_skew_s)
         self._seen: set[int] = set()
         # the campaign stage waits for ``partitions`` (None: for every partition seen so far);
         # with ``external_campaigns`` it runs elsewhere and shards emit digests instead
@@ -207,6 +238,11 @@ class Flow:
     ) -> None:
         self.counters.consumed += 1
         sh.counts.consumed += 1
+        if self._event is not None:
+            r = self._event(sh.windows, self.network, raw, self._skew)
+            if r >= 0:  # counted in C: bit 0 = late, bit 1 = a bucket is due to close
+                self._counted(sh, source.partition, out, r & 1, r & 2)
+                return
         ev = decode_request(raw or b"")
         if type(ev) is InvalidEvent:
             self._dead_letter(ev, key, raw, source, out)
@@ -261,14 +297,23 @@ class Flow:
             out.enriched.append(rec)
         if sh.first_index is None:
             sh.first_index = int(ts // self.cfg.bucket_seconds)
+        self._counted(
+            sh,
+            partition,
+            out,
+            windows.late_events - late_before,
+            windows.watermark_index() != windows.closed_through,
+        )
+
+    def _counted(self, sh: Shard, partition: int, out: Output, late: int, due: bool) -> None:
+        """An event was counted into the windows; close the buckets that are ``due``."""
         c = self.counters
-        late = windows.late_events - late_before
         c.late += late
         c.processed += 1
         sc = sh.counts
         sc.late += late
         sc.processed += 1
-        if windows.watermark_index() != windows.closed_through:
+        if due:
             before = len(out.alerts)
             digest = Digest(partition, -1, [])
             sh.advance(self.accounts, out.alerts, digest)

@@ -1,0 +1,880 @@
+/*
+ * pipeline._hot: the per-event hot path in C.
+ *
+ * One call, event(), takes one encoded request event and, when it is an ordinary valid
+ * event, does what the Python reference does for it: orjson decode, the contract checks
+ * of codec._fast_request, the network lookup (NetworkEnricher.lookup) and the window
+ * update of WindowStore.add. It works on the same Python objects (the store's dicts, the
+ * account's slots, array('d') buckets), so every other part of the core (closing buckets,
+ * views, scoring, snapshots) is unchanged and unaware of it.
+ *
+ * Contract: event() either completes the event exactly as the Python path would, or
+ * returns FALLBACK having changed nothing but caches (the account directory entry of a
+ * new account aside, which the Python path creates identically). The caller then runs the
+ * Python path, which names the reason of a bad event, handles duplicates, the first event
+ * of a partition and anything unusual. tests/unit/test_hot.py proves the equivalence on
+ * generated events and on whole simulations.
+ *
+ * No prompt or completion content passes through here: events carry counts and
+ * fingerprints only.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define FALLBACK (-1)
+
+/* bucket counters: the layout of pipeline.features.windows */
+enum { IDX, REQ, PT, CT, ERR, THR, RISKY, FPD, REP, NNET, NAGENT, GAPS, GSUM, GSQ, NEWM, FIRST, LAST, K };
+enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
+#define KNOWN 8
+#define S_LAST 36
+#define S_PREV 4
+#define M32 0xFFFFFFFFLL
+#define RECENT_IDS 8
+#define FP_CAP 64
+#define NEW_MODEL_SECONDS 86400.0
+#define GAP_MAX 3600.0
+#define MAX_INDEX (1LL << 26) /* bucket indices beyond this take the Python path */
+
+/* ---- configuration (set once by pipeline.features.windows) ---- */
+static PyObject *orjson_loads, *normalize_ip, *seconds_cache, *risky_kinds, *empty_bucket,
+    *account_state_type;
+static Py_ssize_t max_event_bytes = 65536;
+
+enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R_PT, R_CT,
+       R_STATUS, R_LAT, NREQ };
+static const char *req_names[NREQ] = {
+    "event_id", "account_id", "api_key_id", "user_agent", "endpoint", "model",
+    "ip", "ts", "prompt_tokens", "completion_tokens", "status", "latency_ms"};
+static PyObject *req_keys[NREQ];
+static PyObject *k_org, *k_fp, *k_rq, *k_rs;
+/* attribute names */
+static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
+    *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_cur, *a_open, *a_seen,
+    *a_last_ts, *a_fps, *a_ids, *a_ids_at, *a_cache, *a_overrides, *a_lookup, *a_kind,
+    *a_prefix, *a_asn, *a_country;
+
+/* ---- BLAKE2b with an 8-byte digest (hashlib.blake2b(data, digest_size=8)) ---- */
+static const uint64_t b2_iv[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
+    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL};
+static const uint8_t b2_sigma[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3}};
+
+static inline uint64_t rotr64(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+#define B2_G(a, b, c, d, x, y)          \
+    do {                                \
+        a = a + b + (x);                \
+        d = rotr64(d ^ a, 32);          \
+        c = c + d;                      \
+        b = rotr64(b ^ c, 24);          \
+        a = a + b + (y);                \
+        d = rotr64(d ^ a, 16);          \
+        c = c + d;                      \
+        b = rotr64(b ^ c, 63);          \
+    } while (0)
+
+static void b2_compress(uint64_t h[8], const uint8_t block[128], uint64_t t, int last) {
+    uint64_t m[16], v[16];
+    for (int i = 0; i < 16; i++) m[i] = load64(block + 8 * i);
+    for (int i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = b2_iv[i];
+    }
+    v[12] ^= t;
+    if (last) v[14] = ~v[14];
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *s = b2_sigma[r];
+        B2_G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
+        B2_G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
+        B2_G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
+        B2_G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
+        B2_G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
+        B2_G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
+        B2_G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
+        B2_G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+}
+
+/* int.from_bytes(blake2b(data, digest_size=8).digest(), "little", signed=True) */
+static int64_t blake2b_64(const uint8_t *data, size_t len) {
+    uint64_t h[8];
+    uint8_t block[128];
+    memcpy(h, b2_iv, sizeof h);
+    h[0] ^= 0x01010000ULL ^ 8ULL;
+    uint64_t t = 0;
+    while (len > 128) {
+        t += 128;
+        b2_compress(h, data, t, 0);
+        data += 128;
+        len -= 128;
+    }
+    memset(block, 0, sizeof block);
+    memcpy(block, data, len);
+    t += len;
+    b2_compress(h, block, t, 1);
+    return (int64_t)h[0];
+}
+
+static PyObject *hot_event_id_hash(PyObject *self, PyObject *arg) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (s == NULL) return NULL;
+    return PyLong_FromLongLong(blake2b_64((const uint8_t *)s, (size_t)n));
+}
+
+/* ---- helpers ---- */
+
+/* Python's float floor division (float_floor_div in Objects/floatobject.c), so that bucket
+ * indices are bit-for-bit those of ``int(ts // bucket_seconds)``. */
+static double py_floordiv(double vx, double wx) {
+    double mod = fmod(vx, wx);
+    double div = (vx - mod) / wx;
+    double floordiv;
+    if (mod) {
+        if ((wx < 0) != (mod < 0)) div -= 1.0;
+    }
+    if (div) {
+        floordiv = floor(div);
+        if (div - floordiv > 0.5) floordiv += 1.0;
+    } else {
+        floordiv = copysign(0.0, vx / wx);
+    }
+    return floordiv;
+}
+
+static inline int64_t stamp(int has, int64_t v, int64_t index, int dim) {
+    if (!has) return (index << S_LAST) | (index << S_PREV) | dim;
+    int64_t last = v >> S_LAST;
+    if (index > last) return (index << S_LAST) | (last << S_PREV) | (v & 15);
+    if (((v >> S_PREV) & M32) < index) return (v & ~(M32 << S_PREV)) | (index << S_PREV);
+    return v;
+}
+
+/* seen[key] after a sighting in bucket ``index``; *out = the value now held. -1 on error. */
+static int see(PyObject *seen, PyObject *key, int64_t index, int dim, int64_t *out) {
+    PyObject *cur = PyDict_GetItemWithError(seen, key);
+    int64_t v = 0;
+    if (cur == NULL) {
+        if (PyErr_Occurred()) return -1;
+    } else {
+        int overflow;
+        v = PyLong_AsLongLongAndOverflow(cur, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_OverflowError, "seen value out of range");
+            return -1;
+        }
+        if ((v >> S_LAST) == index) {
+            *out = v;
+            return 0;
+        }
+    }
+    int64_t nv = stamp(cur != NULL, v, index, dim);
+    PyObject *o = PyLong_FromLongLong(nv);
+    if (o == NULL) return -1;
+    int rc = PyDict_SetItem(seen, key, o);
+    Py_DECREF(o);
+    *out = nv;
+    return rc;
+}
+
+static int get_ll(PyObject *o, long long lo, long long hi, long long *out) {
+    /* exact int in [lo, hi]: 1; otherwise 0 (never an error) */
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+static int set_double_attr(PyObject *obj, PyObject *name, double value) {
+    PyObject *f = PyFloat_FromDouble(value);
+    if (f == NULL) return -1;
+    int rc = PyObject_SetAttr(obj, name, f);
+    Py_DECREF(f);
+    return rc;
+}
+
+static int get_double_attr(PyObject *obj, PyObject *name, double *out) {
+    PyObject *o = PyObject_GetAttr(obj, name);
+    if (o == NULL) return -1;
+    *out = PyFloat_AsDouble(o);
+    Py_DECREF(o);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int get_ll_attr(PyObject *obj, PyObject *name, long long *out) {
+    PyObject *o = PyObject_GetAttr(obj, name);
+    if (o == NULL) return -1;
+    *out = PyLong_AsLongLong(o);
+    Py_DECREF(o);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* the ts string -> epoch seconds, as codec._fast_ts with its per-second cache; 0 if not
+ * an ordinary, already-cached timestamp (the Python path then decides) */
+static char last_head[19];
+static double last_base;
+static int have_last;
+
+static int fast_ts(PyObject *text, double *out) {
+    if (!PyUnicode_IS_ASCII(text)) return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n < 20 || n > 40) return 0;
+    const char *s = (const char *)PyUnicode_DATA(text);
+    /* the tail: (\.[0-9]{1,9})?(Z|\+00:00) from position 19 */
+    Py_ssize_t i = 19;
+    long long us = 0;
+    if (s[i] == '.') {
+        Py_ssize_t start = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            if (i - start < 6) us = us * 10 + (s[i] - '0');
+            i++;
+        }
+        Py_ssize_t digits = i - start;
+        if (digits < 1 || digits > 9) return 0;
+        for (Py_ssize_t d = digits; d < 6; d++) us *= 10;
+    }
+    if (!((n - i == 1 && s[i] == 'Z') || (n - i == 6 && memcmp(s + i, "+00:00", 6) == 0)))
+        return 0;
+    double base;
+    if (have_last && memcmp(s, last_head, 19) == 0) {
+        base = last_base;
+    } else {
+        PyObject *head = PyUnicode_FromStringAndSize(s, 19);
+        if (head == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        PyObject *b = PyDict_GetItemWithError(seconds_cache, head);
+        Py_DECREF(head);
+        if (b == NULL || !PyFloat_CheckExact(b)) {
+            PyErr_Clear();
+            return 0;
+        }
+        base = PyFloat_AS_DOUBLE(b);
+        memcpy(last_head, s, 19);
+        last_base = base;
+        have_last = 1;
+    }
+    *out = s[19] == '.' ? base + (double)us / 1e6 : base;
+    return 1;
+}
+
+/* Is ``text`` an IPv4 address already in canonical form (four decimal octets, no leading
+ * zeros)? Then codec.normalize_ip would return an equal string; most addresses are. */
+static int canonical_ipv4(PyObject *text) {
+    if (!PyUnicode_IS_ASCII(text)) return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n < 7 || n > 15) return 0;
+    const char *s = (const char *)PyUnicode_DATA(text);
+    int parts = 0, digits = 0, value = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == '.') {
+            if (digits == 0 || value > 255 || (digits > 1 && s[i - digits] == '0')) return 0;
+            parts++;
+            digits = value = 0;
+        } else if (s[i] >= '0' && s[i] <= '9') {
+            if (++digits > 3) return 0;
+            value = value * 10 + (s[i] - '0');
+        } else {
+            return 0;
+        }
+    }
+    return parts == 4;
+}
+
+static int array_contains_q(PyObject *arr, int64_t h, int *found, long long *len) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arr, &view, PyBUF_SIMPLE) < 0) return -1;
+    const int64_t *q = (const int64_t *)view.buf;
+    Py_ssize_t n = view.len / 8;
+    *found = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (q[i] == h) *found = 1;
+    *len = n;
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+/* a bucket's index (its first counter) */
+static int bucket_index(PyObject *arr, double *out) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arr, &view, PyBUF_SIMPLE) < 0) return -1;
+    *out = ((double *)view.buf)[IDX];
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+/* fps: drop fingerprints last seen at or before bucket ``through`` (windows._expire_fps) */
+static int expire_fps(PyObject *fps, int64_t through) {
+    int64_t floor_ = (through + 1) << 1;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    PyObject *old = PyList_New(0);
+    if (old == NULL) return -1;
+    while (PyDict_Next(fps, &pos, &key, &value)) {
+        long long v = PyLong_AsLongLong(value);
+        if (v == -1 && PyErr_Occurred()) goto error;
+        if (v >= floor_) break;
+        if (PyList_Append(old, key) < 0) goto error;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(old);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyDict_DelItem(fps, PyList_GET_ITEM(old, i)) < 0) goto error;
+    Py_DECREF(old);
+    return n > 0;
+error:
+    Py_DECREF(old);
+    return -1;
+}
+
+/* ---- event() ---- */
+
+typedef struct {
+    PyObject *f[NREQ];
+    PyObject *fp;
+    long long pt, ct, status;
+    double ts;
+} Fields;
+
+/* decode + the checks of codec._fast_request; 1 = ordinary valid event, 0 = not (the
+ * Python path names the reason), -1 = error. On 1, the caller owns ``*doc``. */
+static int decode(PyObject *raw, PyObject **doc, Fields *e) {
+    Py_ssize_t n = PyBytes_GET_SIZE(raw);
+    if (n == 0 || n > max_event_bytes) return 0;
+    PyObject *d = PyObject_CallOneArg(orjson_loads, raw);
+    if (d == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (!PyDict_CheckExact(d)) goto no;
+    for (int i = 0; i < NREQ; i++) {
+        e->f[i] = PyDict_GetItemWithError(d, req_keys[i]);
+        if (e->f[i] == NULL) {
+            PyErr_Clear();
+            goto no;
+        }
+    }
+    for (int i = 0; i <= R_TS; i++)
+        if (!PyUnicode_CheckExact(e->f[i])) goto no;
+    for (int i = R_PT; i <= R_STATUS; i++)
+        if (!PyLong_CheckExact(e->f[i])) goto no;
+    PyObject *lat = e->f[R_LAT];
+#define LEN(i) PyUnicode_GET_LENGTH(e->f[i])
+    if (!(LEN(R_EVENT_ID) > 0 && LEN(R_EVENT_ID) <= 128 && LEN(R_ACCOUNT_ID) > 0 &&
+          LEN(R_ACCOUNT_ID) <= 128 && LEN(R_KEY) > 0 && LEN(R_KEY) <= 128 && LEN(R_UA) <= 512 &&
+          LEN(R_ENDPOINT) > 0 && LEN(R_ENDPOINT) <= 128 && LEN(R_MODEL) > 0 &&
+          LEN(R_MODEL) <= 128 && LEN(R_IP) >= 2 && LEN(R_IP) <= 45))
+        goto no;
+#undef LEN
+    if (!get_ll(e->f[R_PT], 0, 100000000, &e->pt) || !get_ll(e->f[R_CT], 0, 100000000, &e->ct) ||
+        !get_ll(e->f[R_STATUS], 100, 599, &e->status))
+        goto no;
+    if (PyLong_CheckExact(lat)) {
+        long long l;
+        if (!get_ll(lat, 0, 86400000, &l)) goto no;
+    } else if (PyFloat_CheckExact(lat)) {
+        double l = PyFloat_AS_DOUBLE(lat);
+        if (!(0 <= l && l <= 86400000.0)) goto no;
+    } else {
+        goto no;
+    }
+    e->fp = NULL;
+    if (PyDict_GET_SIZE(d) != 12) {
+        PyObject *org = PyDict_GetItemWithError(d, k_org);
+        PyObject *fp = PyDict_GetItemWithError(d, k_fp);
+        PyObject *rq = PyDict_GetItemWithError(d, k_rq);
+        PyObject *rs = PyDict_GetItemWithError(d, k_rs);
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            goto no;
+        }
+        long long tmp;
+        if (org == Py_None) org = NULL;
+        if (fp == Py_None) fp = NULL;
+        if (rq == Py_None) rq = NULL;
+        if (rs == Py_None) rs = NULL;
+        if (org && !(PyUnicode_CheckExact(org) && PyUnicode_GET_LENGTH(org) <= 128)) goto no;
+        if (fp && !(PyUnicode_CheckExact(fp) && PyUnicode_GET_LENGTH(fp) <= 128)) goto no;
+        if (rq && !(PyLong_CheckExact(rq) && get_ll(rq, 0, 10000000000LL, &tmp))) goto no;
+        if (rs && !(PyLong_CheckExact(rs) && get_ll(rs, 0, 10000000000LL, &tmp))) goto no;
+        e->fp = fp;
+    }
+    if (!fast_ts(e->f[R_TS], &e->ts)) goto no;
+    *doc = d;
+    return 1;
+no:
+    Py_DECREF(d);
+    return 0;
+}
+
+/* The network block of ``ip`` at ``ts``: the enricher's cache when there are no overrides,
+ * else (and on a miss) NetworkEnricher.lookup itself. New reference. */
+static PyObject *network_info(PyObject *network, PyObject *ip, double ts) {
+    PyObject *overrides = PyObject_GetAttr(network, a_overrides);
+    if (overrides == NULL) return NULL;
+    int has = PyObject_IsTrue(overrides);
+    Py_DECREF(overrides);
+    if (has < 0) return NULL;
+    if (!has) {
+        PyObject *cache = PyObject_GetAttr(network, a_cache);
+        if (cache == NULL) return NULL;
+        PyObject *hit = PyDict_GetItemWithError(cache, ip);
+        Py_DECREF(cache);
+        if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) > 0) {
+            PyObject *info = PyTuple_GET_ITEM(hit, 0);
+            Py_INCREF(info);
+            return info;
+        }
+        if (PyErr_Occurred()) return NULL;
+    }
+    PyObject *t = PyFloat_FromDouble(ts);
+    if (t == NULL) return NULL;
+    PyObject *args[3] = {network, ip, t};
+    PyObject *info = PyObject_VectorcallMethod(a_lookup, args, 3, NULL);
+    Py_DECREF(t);
+    return info;
+}
+
+typedef struct {
+    PyObject *kind, *prefix, *asn, *country;
+} Net;
+
+static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "event(windows, network, raw, max_skew)");
+        return NULL;
+    }
+    PyObject *ws = args[0], *network = args[1], *raw = args[2];
+    double max_skew = PyFloat_AsDouble(args[3]);
+    if (max_skew == -1.0 && PyErr_Occurred()) return NULL;
+    if (!PyBytes_CheckExact(raw)) return PyLong_FromLong(FALLBACK);
+
+    PyObject *doc = NULL, *ip = NULL, *info = NULL, *st = NULL, *result = NULL;
+    PyObject *seen = NULL, *o = NULL, *ids = NULL, *prefix_own = NULL;
+    Net net = {NULL, NULL, NULL, NULL};
+    Py_buffer bv;
+    int have_bv = 0;
+    Fields e;
+    long long bs, closed, view_buckets;
+    double max_ts, grace;
+
+    int ok = decode(raw, &doc, &e);
+    if (ok <= 0) return ok < 0 ? NULL : PyLong_FromLong(FALLBACK);
+
+    /* the first event of a partition sets its clock: Python path */
+    PyObject *mx = PyObject_GetAttr(ws, a_max_ts);
+    if (mx == NULL) goto error;
+    if (mx == Py_None) {
+        Py_DECREF(mx);
+        goto fallback;
+    }
+    max_ts = PyFloat_AsDouble(mx);
+    Py_DECREF(mx);
+    if (max_ts == -1.0 && PyErr_Occurred()) goto error;
+    if (e.ts - max_ts > max_skew) goto fallback;
+
+    if (canonical_ipv4(e.f[R_IP])) {
+        ip = e.f[R_IP];
+        Py_INCREF(ip);
+    } else {
+        ip = PyObject_CallOneArg(normalize_ip, e.f[R_IP]);
+    }
+    if (ip == NULL) goto error;
+    if (ip == Py_None) goto fallback;
+
+    if (get_ll_attr(ws, a_bucket_seconds, &bs) < 0 || get_ll_attr(ws, a_closed, &closed) < 0)
+        goto error;
+    double findex = py_floordiv(e.ts, (double)bs);
+    if (!(findex >= 0 && findex < (double)MAX_INDEX)) goto fallback;
+    int64_t index = (int64_t)findex;
+
+    /* the account; a new one is created as WindowStore.add does */
+    PyObject *accounts = PyObject_GetAttr(ws, a_accounts);
+    if (accounts == NULL) goto error;
+    st = PyDict_GetItemWithError(accounts, e.f[R_ACCOUNT_ID]);
+    if (st != NULL) {
+        Py_INCREF(st);
+    } else if (!PyErr_Occurred()) {
+        st = PyObject_CallOneArg(account_state_type, e.f[R_ACCOUNT_ID]);
+        if (st != NULL && PyDict_SetItem(accounts, e.f[R_ACCOUNT_ID], st) < 0) Py_CLEAR(st);
+    }
+    Py_DECREF(accounts);
+    if (st == NULL) goto error;
+
+    /* duplicates (one of the account's last event ids): Python path */
+    Py_ssize_t idn;
+    const char *id_utf8 = PyUnicode_AsUTF8AndSize(e.f[R_EVENT_ID], &idn);
+    if (id_utf8 == NULL) {
+        PyErr_Clear();
+        goto fallback;
+    }
+    int64_t h = blake2b_64((const uint8_t *)id_utf8, (size_t)idn);
+    ids = PyObject_GetAttr(st, a_ids);
+    if (ids == NULL) goto error;
+    int found;
+    long long nids;
+    if (array_contains_q(ids, h, &found, &nids) < 0) goto error;
+    if (found || nids != RECENT_IDS) goto fallback;
+
+    info = network_info(network, ip, e.ts);
+    if (info == NULL) goto error;
+    if ((net.kind = PyObject_GetAttr(info, a_kind)) == NULL ||
+        (net.prefix = PyObject_GetAttr(info, a_prefix)) == NULL ||
+        (net.asn = PyObject_GetAttr(info, a_asn)) == NULL ||
+        (net.country = PyObject_GetAttr(info, a_country)) == NULL)
+        goto error;
+    int risky = PySet_Contains(risky_kinds, net.kind);
+    if (risky < 0) goto error;
+    if (get_ll_attr(ws, a_view_buckets, &view_buckets) < 0) goto error;
+    if (get_double_attr(ws, a_grace, &grace) < 0) goto error;
+
+    /* ---- from here on, the event is counted (no more fallbacks) ---- */
+    {
+        Py_buffer iv;
+        long long at;
+        if (get_ll_attr(st, a_ids_at, &at) < 0) goto error;
+        if (PyObject_GetBuffer(ids, &iv, PyBUF_WRITABLE) < 0) goto error;
+        ((int64_t *)iv.buf)[at] = h;
+        PyBuffer_Release(&iv);
+        PyObject *nat = PyLong_FromLongLong((at + 1) % RECENT_IDS);
+        if (nat == NULL || PyObject_SetAttr(st, a_ids_at, nat) < 0) {
+            Py_XDECREF(nat);
+            goto error;
+        }
+        Py_DECREF(nat);
+    }
+    double ts = e.ts;
+    if (ts > max_ts) {
+        max_ts = ts;
+        if (set_double_attr(ws, a_max_ts, ts) < 0) goto error;
+    }
+    int late = 0;
+    if (index <= closed) {
+        index = closed + 1;
+        late = 1;
+        long long n;
+        if (get_ll_attr(ws, a_late, &n) < 0) goto error;
+        PyObject *ln = PyLong_FromLongLong(n + 1);
+        if (ln == NULL || PyObject_SetAttr(ws, a_late, ln) < 0) {
+            Py_XDECREF(ln);
+            goto error;
+        }
+        Py_DECREF(ln);
+    }
+
+    /* the open bucket of ``index`` */
+    o = PyObject_GetAttr(st, a_cur);
+    if (o == NULL) goto error;
+    double oi = -1;
+    if (o != Py_None && bucket_index(o, &oi) < 0) goto error;
+    if (o == Py_None || oi != (double)index) {
+        Py_CLEAR(o);
+        PyObject *open = PyObject_GetAttr(st, a_open);
+        if (open == NULL) goto error;
+        Py_ssize_t n = PyList_GET_SIZE(open);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *b = PyList_GET_ITEM(open, i);
+            if (bucket_index(b, &oi) < 0) {
+                Py_DECREF(open);
+                goto error;
+            }
+            if (oi == (double)index) {
+                o = b;
+                Py_INCREF(o);
+                break;
+            }
+        }
+        if (o == NULL) {
+            o = PySequence_GetSlice(empty_bucket, 0, K); /* array('d', _EMPTY) */
+            if (o == NULL || PyList_Append(open, o) < 0) {
+                Py_DECREF(open);
+                goto error;
+            }
+            Py_buffer nb;
+            if (PyObject_GetBuffer(o, &nb, PyBUF_WRITABLE) < 0) {
+                Py_DECREF(open);
+                goto error;
+            }
+            ((double *)nb.buf)[IDX] = (double)index;
+            PyBuffer_Release(&nb);
+            PyObject *active = PyObject_GetAttr(ws, a_active);
+            PyObject *key = PyLong_FromLongLong(index);
+            int rc = -1;
+            if (active != NULL && key != NULL) {
+                PyObject *lst = PyDict_GetItemWithError(active, key);
+                if (lst != NULL) {
+                    rc = PyList_Append(lst, st);
+                } else if (!PyErr_Occurred()) {
+                    PyObject *nl = PyList_New(1);
+                    if (nl != NULL) {
+                        Py_INCREF(st);
+                        PyList_SET_ITEM(nl, 0, st);
+                        rc = PyDict_SetItem(active, key, nl);
+                        Py_DECREF(nl);
+                    }
+                }
+            }
+            Py_XDECREF(active);
+            Py_XDECREF(key);
+            if (rc < 0) {
+                Py_DECREF(open);
+                goto error;
+            }
+        }
+        Py_DECREF(open);
+        if (PyObject_SetAttr(st, a_cur, o) < 0) goto error;
+    }
+
+    if (PyObject_GetBuffer(o, &bv, PyBUF_WRITABLE) < 0) goto error;
+    have_bv = 1;
+    double *b = (double *)bv.buf;
+    b[REQ] += 1;
+    b[PT] += (double)e.pt;
+    b[CT] += (double)e.ct;
+    if (e.status >= 400) {
+        if (e.status == 429)
+            b[THR] += 1;
+        else
+            b[ERR] += 1;
+    }
+    if (risky) b[RISKY] += 1;
+    if (ts < b[FIRST]) b[FIRST] = ts;
+    if (ts > b[LAST]) b[LAST] = ts;
+    double last;
+    if (get_double_attr(st, a_last_ts, &last) < 0) goto error;
+    if (ts > last) {
+        double gap = ts - last;
+        if (gap < GAP_MAX) {
+            b[GAPS] += 1;
+            b[GSUM] += gap;
+            b[GSQ] += gap * gap;
+        }
+        if (set_double_attr(st, a_last_ts, ts) < 0) goto error;
+    }
+
+    /* distinct values */
+    seen = PyObject_GetAttr(st, a_seen);
+    if (seen == NULL) goto error;
+    int64_t v;
+    if (see(seen, e.f[R_KEY], index, D_KEY, &v) < 0) goto error;
+    if (see(seen, ip, index, D_IP, &v) < 0) goto error;
+    PyObject *prefix = net.prefix;
+    if (prefix == Py_None || (PyUnicode_Check(prefix) && PyUnicode_GET_LENGTH(prefix) == 0)) {
+        PyObject *slash = PyUnicode_FromString("/");
+        if (slash == NULL) goto error;
+        prefix_own = PyUnicode_Concat(ip, slash);
+        Py_DECREF(slash);
+        if (prefix_own == NULL) goto error;
+        prefix = prefix_own;
+    }
+    if (see(seen, prefix, index, D_NET, &v) < 0) goto error;
+    if (!(v & KNOWN)) b[NNET] += 1;
+    if (net.asn != Py_None && see(seen, net.asn, index, D_ASN, &v) < 0) goto error;
+    if (net.country != Py_None && see(seen, net.country, index, D_COUNTRY, &v) < 0) goto error;
+    if (see(seen, e.f[R_UA], index, D_AGENT, &v) < 0) goto error;
+    if (!(v & KNOWN)) b[NAGENT] += 1;
+    if (see(seen, e.f[R_MODEL], index, D_MODEL, &v) < 0) goto error;
+    {
+        PyObject *mfs = PyObject_GetAttr(ws, a_model_first);
+        if (mfs == NULL) goto error;
+        PyObject *fo = PyDict_GetItemWithError(mfs, e.f[R_MODEL]);
+        double first = ts;
+        if (fo != NULL) {
+            first = PyFloat_AsDouble(fo);
+        } else if (!PyErr_Occurred()) {
+            first = ts;
+            PyObject *tf = PyFloat_FromDouble(ts);
+            if (tf == NULL || PyDict_SetItem(mfs, e.f[R_MODEL], tf) < 0) {
+                Py_XDECREF(tf);
+                Py_DECREF(mfs);
+                goto error;
+            }
+            Py_DECREF(tf);
+        }
+        Py_DECREF(mfs);
+        if (PyErr_Occurred()) goto error;
+        double first_ts;
+        if (get_double_attr(ws, a_first_ts, &first_ts) < 0) goto error;
+        if (ts - first < NEW_MODEL_SECONDS && first - first_ts >= 3600.0) b[NEWM] += 1;
+    }
+    if (e.fp != NULL) {
+        b[FPD] += 1;
+        PyObject *fps = PyObject_GetAttr(st, a_fps);
+        if (fps == NULL) goto error;
+        int64_t horizon = index - view_buckets;
+        int rc = 0;
+        if (fps == Py_None) {
+            PyObject *nd = PyDict_New();
+            PyObject *val = PyLong_FromLongLong(index << 1);
+            rc = (nd && val && PyDict_SetItem(nd, e.fp, val) == 0 &&
+                  PyObject_SetAttr(st, a_fps, nd) == 0)
+                     ? 0
+                     : -1;
+            Py_XDECREF(nd);
+            Py_XDECREF(val);
+        } else {
+            PyObject *old = PyDict_GetItemWithError(fps, e.fp);
+            long long ov = 0;
+            if (old != NULL) {
+                ov = PyLong_AsLongLong(old);
+                if ((ov == -1 && PyErr_Occurred()) || PyDict_DelItem(fps, e.fp) < 0) rc = -1;
+            } else if (PyErr_Occurred()) {
+                rc = -1;
+            }
+            if (rc == 0) {
+                int64_t nv = -1;
+                if (old != NULL && (ov >> 1) > horizon) {
+                    b[REP] += 1;
+                    nv = (index << 1) | 1;
+                } else if (old != NULL || PyDict_GET_SIZE(fps) < FP_CAP) {
+                    nv = index << 1;
+                } else {
+                    int x = expire_fps(fps, horizon);
+                    if (x < 0) rc = -1;
+                    else if (x) nv = index << 1;
+                    /* else: beyond the cap within the view: counted, not remembered */
+                }
+                if (rc == 0 && nv >= 0) {
+                    PyObject *val = PyLong_FromLongLong(nv);
+                    rc = (val && PyDict_SetItem(fps, e.fp, val) == 0) ? 0 : -1;
+                    Py_XDECREF(val);
+                }
+            }
+        }
+        Py_DECREF(fps);
+        if (rc < 0) goto error;
+    }
+
+    /* 1 = a late event (folded forward); 2 = the watermark has passed a bucket to close */
+    {
+        double wi = py_floordiv(max_ts - grace, (double)bs) - 1;
+        int advance = wi != (double)closed;
+        result = PyLong_FromLong(late | (advance << 1));
+    }
+    goto done;
+
+fallback:
+    result = PyLong_FromLong(FALLBACK);
+    goto done;
+error:
+    result = NULL;
+done:
+    if (have_bv) PyBuffer_Release(&bv);
+    Py_XDECREF(doc);
+    Py_XDECREF(ip);
+    Py_XDECREF(info);
+    Py_XDECREF(st);
+    Py_XDECREF(seen);
+    Py_XDECREF(o);
+    Py_XDECREF(ids);
+    Py_XDECREF(prefix_own);
+    Py_XDECREF(net.kind);
+    Py_XDECREF(net.prefix);
+    Py_XDECREF(net.asn);
+    Py_XDECREF(net.country);
+    return result;
+}
+
+static PyObject *hot_configure(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"loads", "normalize_ip", "seconds", "risky_kinds", "empty_bucket",
+                            "account_state", "max_event_bytes", NULL};
+    PyObject *loads, *norm, *secs, *risky, *empty, *acct;
+    Py_ssize_t maxb;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO!O!OOn", names, &loads, &norm, &PyDict_Type,
+                                     &secs, &PyFrozenSet_Type, &risky, &empty, &acct, &maxb))
+        return NULL;
+    Py_INCREF(loads);
+    Py_XSETREF(orjson_loads, loads);
+    Py_INCREF(norm);
+    Py_XSETREF(normalize_ip, norm);
+    Py_INCREF(secs);
+    Py_XSETREF(seconds_cache, secs);
+    Py_INCREF(risky);
+    Py_XSETREF(risky_kinds, risky);
+    Py_INCREF(empty);
+    Py_XSETREF(empty_bucket, empty);
+    Py_INCREF(acct);
+    Py_XSETREF(account_state_type, acct);
+    max_event_bytes = maxb;
+    have_last = 0;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"event", (PyCFunction)(void (*)(void))hot_event, METH_FASTCALL,
+     "event(windows, network, raw, max_skew) -> int\n\n"
+     "Count one encoded request event into the windows: -1 = take the Python path "
+     "(nothing was changed); else bit 0 = late, bit 1 = a bucket is due to close."},
+    {"event_id_hash", hot_event_id_hash, METH_O,
+     "64-bit BLAKE2b of an event id (windows.event_id_hash)."},
+    {"configure", (PyCFunction)(void (*)(void))hot_configure, METH_VARARGS | METH_KEYWORDS,
+     "Set the objects event() uses (called once by pipeline.features.windows)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pipeline._hot",
+                                    "The per-event hot path in C (see _hot.c).", -1, methods};
+
+#define INTERN(var, text)                                   \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+
+PyMODINIT_FUNC PyInit__hot(void) {
+    for (int i = 0; i < NREQ; i++)
+        if ((req_keys[i] = PyUnicode_InternFromString(req_names[i])) == NULL) return NULL;
+    INTERN(k_org, "org_id");
+    INTERN(k_fp, "prompt_fingerprint");
+    INTERN(k_rq, "request_bytes");
+    INTERN(k_rs, "response_bytes");
+    INTERN(a_accounts, "accounts");
+    INTERN(a_active, "_active");
+    INTERN(a_max_ts, "max_ts");
+    INTERN(a_first_ts, "first_ts");
+    INTERN(a_closed, "closed_through");
+    INTERN(a_late, "late_events");
+    INTERN(a_model_first, "model_first_seen");
+    INTERN(a_bucket_seconds, "bucket_seconds");
+    INTERN(a_view_buckets, "view_buckets");
+    INTERN(a_grace, "grace");
+    INTERN(a_cur, "cur");
+    INTERN(a_open, "open");
+    INTERN(a_seen, "seen");
+    INTERN(a_last_ts, "last_ts");
+    INTERN(a_fps, "fps");
+    INTERN(a_ids, "ids");
+    INTERN(a_ids_at, "ids_at");
+    INTERN(a_cache, "_cache");
+    INTERN(a_overrides, "overrides");
+    INTERN(a_lookup, "lookup");
+    INTERN(a_kind, "kind");
+    INTERN(a_prefix, "prefix");
+    INTERN(a_asn, "asn");
+    INTERN(a_country, "country");
+    return PyModule_Create(&module);
+}

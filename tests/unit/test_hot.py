@@ -1,0 +1,259 @@
+"""The C hot path (pipeline/_hot.c) against the Python reference path.
+
+For any message sequence, a flow using the C path and one kept on the Python path
+(``native=False``) must produce the same alerts, dead letters and counters, and end in the
+same state (every field of every object, as snapshots would pickle it). The C path
+handles ordinary events and hands everything else to the Python path, so the generated
+messages lean on the edges: addresses in every spelling, timestamps with and without
+fractions or offsets, integers sent as floats, optional fields absent, null or wrong,
+duplicates, late and far-future events, bad JSON and packed messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from types import BuiltinFunctionType, FunctionType, MethodType
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import _hot  # built with the package (pyproject.toml); a failure here is one
+from pipeline.codec import decode_request, encode_alert, encode_dead_letter, encode_request
+from pipeline.enrich.network import NetworkEnricher
+from pipeline.features.windows import event_id_hash
+from pipeline.flow import Flow, partition_for
+from pipeline.records import IntelRecord, Source
+from pipeline.settings import Settings
+from pipeline.sim.scenarios import Simulation
+
+CFG = Settings.load(environ={}).detector
+BASE = 1_795_000_000  # 2026-11-18
+
+
+def run_both(network: NetworkEnricher, messages: list[tuple[bytes | None, bytes | None, int]]):
+    """Feed ``messages`` (key, value, partition) to a C-path and a Python-path flow.
+
+    Returns the counters and how many events the C path counted itself.
+    """
+    for _, value, _ in messages:  # the C path only takes timestamps whose second is cached
+        for line in (value or b"").split(b"\n"):
+            decode_request(line)
+    results = []
+    taken = [0]
+    for native in (True, False):
+        flow = Flow(CFG, network, partitions={0, 1}, native=native)
+        if native:
+            flow._event = _counting(flow._event, taken)
+        outputs = []
+        for offset, (key, value, partition) in enumerate(messages):
+            out = flow.process_message(key, value, Source("t", partition, offset))
+            outputs.append(
+                (
+                    [encode_alert(a) for a in out.alerts],
+                    [encode_dead_letter(d) for d in out.dead_letters],
+                )
+            )
+        shards = {p: _plain(sh) for p, sh in sorted(flow.shards.items())}
+        results.append((outputs, flow.counters, shards))
+    (native_out, native_counts, native_state), (py_out, py_counts, py_state) = results
+    assert native_out == py_out
+    assert native_counts == py_counts
+    assert native_state == py_state
+    return native_counts, taken[0]
+
+
+def _counting(event, taken: list[int]):
+    def counted(*args):
+        r = event(*args)
+        taken[0] += r >= 0
+        return r
+
+    return counted
+
+
+def _plain(obj: object, path: frozenset[int] = frozenset()) -> object:
+    """The state under ``obj`` as nested tuples: equal state gives equal values even where
+    one path shares a string between accounts (the Python path's cached canonical address)
+    and the other holds equal copies, which pickled bytes would tell apart."""
+    if obj is None or isinstance(obj, bool | int | str | bytes):
+        return obj
+    if isinstance(obj, float):
+        return repr(obj)
+    if isinstance(obj, type | FunctionType | BuiltinFunctionType | MethodType):
+        return getattr(obj, "__qualname__", repr(obj))
+    if id(obj) in path:
+        return "<cycle>"
+    path = path | {id(obj)}
+    if isinstance(obj, list | tuple):
+        return tuple(_plain(x, path) for x in obj)
+    if isinstance(obj, dict):
+        return tuple((_plain(k, path), _plain(v, path)) for k, v in obj.items())
+    if isinstance(obj, set | frozenset):
+        return frozenset(_plain(x, path) for x in obj)
+    if isinstance(obj, array):
+        return (obj.typecode, tuple(repr(x) for x in obj))
+    reduced = obj.__reduce_ex__(2)
+    parts = [type(obj).__qualname__]
+    for part in reduced[1:]:
+        parts.append(_plain(list(part) if isinstance(part, Iterator) else part, path))
+    return tuple(parts)
+
+
+def test_the_c_path_is_taken() -> None:
+    """Guards the comparisons below against comparing the Python path with itself."""
+    flow = Flow(CFG, NetworkEnricher(), partitions={0})
+    ev = _event(0, "a1", 1.0)
+    flow.process_message(b"a1", orjson.dumps(ev), Source("t", 0, 0))  # first: Python path
+    ws = flow.shards[0].windows
+    ev2 = _event(1, "a1", 1.5)  # the same second: its timestamp head is cached
+    assert _hot.event(ws, flow.network, orjson.dumps(ev2), 1e9) >= 0
+    assert _hot.event(ws, flow.network, orjson.dumps(ev2), 1e9) == -1  # a duplicate now
+    assert _hot.event(ws, flow.network, b"{", 1e9) == -1
+
+
+@given(st.text(max_size=300))
+def test_event_id_hash_is_blake2b(text: str) -> None:
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:
+        return  # lone surrogates: both refuse (the Python path dead-letters them)
+    expected = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+    assert _hot.event_id_hash(text) == expected == event_id_hash(text)
+
+
+def test_whole_simulation_with_attacks_is_identical(network: NetworkEnricher) -> None:
+    sim = Simulation(seed=11, accounts=300, duration=3 * 3600, rate=12.0)
+    messages = []
+    for ev in sim.events():
+        key = ev.account_id.encode()
+        messages.append((key, encode_request(ev), partition_for(key, 2)))
+    counts, taken = run_both(network, messages)
+    assert counts.processed > 100_000 and counts.alerts > 0
+    assert taken > 0.99 * counts.processed
+
+
+def test_overrides_take_the_enricher_path(network: NetworkEnricher) -> None:
+    enricher = NetworkEnricher(network._builtin, network._mmdb)
+    enricher.overrides.put(IntelRecord("203.0.113.0/24", "proxy", "corp"))
+    messages = [
+        (b"a1", orjson.dumps(_event(i, "a1", i * 7.0, ip=f"203.0.113.{i % 9}")), 0)
+        for i in range(400)
+    ]
+    counts, taken = run_both(enricher, messages)
+    assert taken == counts.processed - 1  # all but the partition's first event
+
+
+def test_fingerprint_cap_and_expiry(network: NetworkEnricher) -> None:
+    """One account cycling far more prompt fingerprints than it remembers (FP_CAP)."""
+    messages = [
+        (b"a1", orjson.dumps(_event(i, "a1", i * 0.5, fp=f"fp{i % 150}")), 0) for i in range(3000)
+    ]
+    counts, taken = run_both(network, messages)
+    assert taken == counts.processed - 1
+
+
+IPS = (
+    "203.0.113.7",
+    "198.51.100.23",
+    "8.8.8.8",
+    "10.0.0.1",
+    "0.0.0.0",
+    "1.2.3.04",
+    "256.1.1.1",
+    "1.2.3",
+    "2001:db8::1",
+    "2001:0DB8:0:0::1",
+    "::ffff:1.2.3.4",
+    "fe80::1%eth0",
+    "",
+)
+FRACTIONS = ("", ".5", ".123", ".123456", ".123456789", ".1234567890")
+SUFFIXES = ("Z", "+00:00", "+01:00", "")
+
+
+@st.composite
+def messages(draw) -> list[tuple[bytes | None, bytes | None, int]]:
+    out = []
+    for _ in range(draw(st.integers(1, 40))):
+        kind = draw(st.sampled_from(["event"] * 8 + ["garbage", "packed"]))
+        if kind == "garbage":
+            value = draw(st.sampled_from([b"", b"{", b"[]", b"null", b'{"a":1}', None]))
+            out.append((None, value, draw(st.integers(0, 1))))
+            continue
+        n = draw(st.integers(2, 4)) if kind == "packed" else 1
+        docs = [draw(event_docs()) for _ in range(n)]
+        lines = [orjson.dumps(d) for d in docs]
+        if kind == "packed" and draw(st.booleans()):
+            lines.insert(1, b"not json")
+        acct = docs[0].get("account_id")
+        key = acct.encode() if isinstance(acct, str) else None
+        out.append((key, b"\n".join(lines), draw(st.integers(0, 1))))
+    return out
+
+
+@st.composite
+def event_docs(draw) -> dict:
+    minute = draw(st.sampled_from([-3, 0, 1, 2, 5, 6, 12, 40]))
+    second = draw(st.sampled_from([0, 1, 59]))
+    ts = BASE + minute * 60 + second
+    head = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    doc = {
+        "event_id": f"e{draw(st.integers(0, 30))}",
+        "ts": head + draw(st.sampled_from(FRACTIONS)) + draw(st.sampled_from(SUFFIXES)),
+        "account_id": draw(st.sampled_from(["a1", "a2", "a3"])),
+        "api_key_id": draw(st.sampled_from(["k1", "k2", ""])),
+        "ip": draw(st.sampled_from(IPS)),
+        "user_agent": draw(st.sampled_from(["cli/1", "sdk/2", ""])),
+        "endpoint": "/v1/chat",
+        "model": draw(st.sampled_from(["m1", "m2"])),
+        "prompt_tokens": draw(st.sampled_from([10, 0, 3.0, -1, 100_000_001, True])),
+        "completion_tokens": draw(st.integers(0, 5000)),
+        "status": draw(st.sampled_from([200, 429, 500, 99, 200.0])),
+        "latency_ms": draw(st.sampled_from([12, 12.5, -1, 86_400_001, "12"])),
+    }
+    for name, choices in (
+        ("org_id", ["o1", None, 5]),
+        ("prompt_fingerprint", ["t1", "t2", None, 7]),
+        ("request_bytes", [100, None, -5, 1.0]),
+        ("response_bytes", [100, None]),
+        ("extra", ["x"]),
+    ):
+        if draw(st.booleans()):
+            doc[name] = draw(st.sampled_from(choices))
+    if draw(st.integers(0, 9)) == 0:
+        del doc[draw(st.sampled_from(sorted(doc)))]
+    if draw(st.integers(0, 19)) == 0:
+        doc["ts"] = datetime.fromtimestamp(ts + 10 * 86_400, UTC).isoformat()  # far ahead
+    return doc
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages())
+def test_generated_messages_are_identical(network: NetworkEnricher, msgs) -> None:
+    run_both(network, msgs)
+
+
+def _event(i: int, account: str, offset: float, ip: str = "203.0.113.7", fp=None) -> dict:
+    from pipeline.codec import format_ts
+
+    doc = {
+        "event_id": f"e{i}",
+        "ts": format_ts(BASE + offset),
+        "account_id": account,
+        "api_key_id": "k1",
+        "ip": ip,
+        "user_agent": "cli/1",
+        "endpoint": "/v1/chat",
+        "model": "m1",
+        "prompt_tokens": 10,
+        "completion_tokens": 500,
+        "status": 200,
+        "latency_ms": 100,
+    }
+    if fp is not None:
+        doc["prompt_fingerprint"] = fp
+    return doc
