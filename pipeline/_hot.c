@@ -543,6 +543,9 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     long long nids;
     if (array_contains_q(ids, h, &found, &nids) < 0) goto error;
     if (found || nids != RECENT_IDS) goto fallback;
+    long long at;
+    if (get_ll_attr(st, a_ids_at, &at) < 0) goto error;
+    if (at < 0 || at >= RECENT_IDS) goto fallback; /* never so; the write below relies on it */
 
     info = network_info(network, ip, e.ts);
     if (info == NULL) goto error;
@@ -559,8 +562,6 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     /* ---- from here on, the event is counted (no more fallbacks) ---- */
     {
         Py_buffer iv;
-        long long at;
-        if (get_ll_attr(st, a_ids_at, &at) < 0) goto error;
         if (PyObject_GetBuffer(ids, &iv, PyBUF_WRITABLE) < 0) goto error;
         ((int64_t *)iv.buf)[at] = h;
         PyBuffer_Release(&iv);

@@ -307,6 +307,17 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         else:
             bench_live.print_live(result)
         return 0
+    if args.section == "replay":
+        from pipeline import bench_replay
+
+        result = bench_replay.bench_replay(
+            settings, events=args.events, accounts=min(args.accounts, 20_000)
+        )
+        if args.json:
+            print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        else:
+            bench_replay.print_replay(result)
+        return 0
     if args.section == "core":
         result = bench.bench_core(
             repeat=args.repeat or 1, accounts=args.accounts, warm_minutes=args.warm_minutes
@@ -629,8 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", parents=[common], help="benchmarks, ratios against floors")
     p.add_argument(
         "section",
-        choices=["enrich", "core", "live"],
-        help="what to measure (live: on a broker, the worker beside Faust and aiokafka floors)",
+        choices=["enrich", "core", "live", "replay"],
+        help="what to measure (live: on a broker, the worker beside Faust and aiokafka floors;"
+        " replay: from a broker and a file, beside kafka-python consume)",
     )
     p.add_argument(
         "--warm-minutes",

@@ -98,19 +98,29 @@ def _ms(ts: float | None) -> int | None:
     return None if ts is None else int(ts * 1000)
 
 
-def topic_range(settings: Settings, topic: str, start: float | None, end: float | None):
-    """(record batches, total, partitions) of ``topic`` between two times (epoch seconds,
-    compared with the records' Kafka timestamps)."""
-    consumer = KafkaConsumer(
+def range_consumer(settings: Settings) -> KafkaConsumer:
+    """The kafka-python consumer replay reads with (no group; large fetches)."""
+    return KafkaConsumer(
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
         **settings.kafka.client_kwargs(),
     )
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
     parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     if not parts:
         consumer.close()
         raise ReplayError(f"no such topic: {topic}")
+    return parts
+
+
+def topic_range(settings: Settings, topic: str, start: float | None, end: float | None):
+    """(record batches, total, partitions) of ``topic`` between two times (epoch seconds,
+    compared with the records' Kafka timestamps)."""
+    consumer = range_consumer(settings)
+    parts = topic_partitions(consumer, topic)
     first = consumer.beginning_offsets(parts)
     last = end_offsets(consumer, parts)  # captured now: the run terminates
     lo, hi = dict(first), dict(last)
