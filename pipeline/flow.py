@@ -223,7 +223,7 @@ class Flow:
         sh = self.shards.get(source.partition)
         if sh is None:
             sh = self.shard(source.partition)
-        if value and b"\n" in value.strip():
+        if value and b"\n" in value and b"\n" in value.strip():  # strip() copies: only then
             for n, line in enumerate(value.split(b"\n"), start=1):
                 if line.strip():
                     line_src = Source(source.topic, source.partition, source.offset, n)
