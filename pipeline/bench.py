@@ -186,10 +186,13 @@ def bench_core(
     minutes: float = 10,
     seed: int = 7,
     warm_minutes: float = 0.0,
+    python_path: bool = False,
 ) -> dict:
     """``warm_minutes`` > 0 runs that much traffic through the core untimed first, so the
     timed minutes see a steady state (accounts with history, views every 5 minutes)
-    rather than a cold start (every account new, views every minute while it is young)."""
+    rather than a cold start (every account new, views every minute while it is young).
+    ``python_path`` also times the same core with the C hot path off (``native=False``),
+    on the same events in the same run: the C path's gain as a ratio."""
     settings = Settings.load()
     network = NetworkEnricher.from_settings(settings.network)
     events, sim = _core_events(accounts, minutes + warm_minutes, seed)
@@ -205,8 +208,10 @@ def bench_core(
     holder: list[Flow] = []
     flows: list[Flow] = []
 
+    native = [True]
+
     def prepare() -> None:
-        flow = Flow(settings.detector, network, partitions={0, 1, 2, 3})
+        flow = Flow(settings.detector, network, partitions={0, 1, 2, 3}, native=native[0])
         for acct in sim.accounts():
             flow.accounts.put(acct)
         for i, (key, raw, p) in enumerate(warm):
@@ -224,6 +229,12 @@ def bench_core(
     live = best_of(repeat, len(timed), f"offline core, {accounts:,} accounts{state}", core, prepare)
     snapshot = _snapshot_cost(holder[0])
     holder.clear()
+    figures = [floor, live]
+    if python_path:
+        native[0] = False
+        name = f"offline core, Python path only{state}"
+        figures.append(best_of(repeat, len(timed), name, core, prepare))
+        holder.clear()
     memory = {
         str(n): _memory_per_account(settings, network, n, seed) for n in (accounts // 10, accounts)
     }
@@ -231,7 +242,7 @@ def bench_core(
         "machine": machine(),
         "figures": [
             {"name": f.name, "events": f.events, "eps": round(f.eps), "x_decode": f.eps / floor.eps}
-            for f in (floor, live)
+            for f in figures
         ],
         "offline_eps": round(live.eps),
         "decode_eps": round(floor.eps),

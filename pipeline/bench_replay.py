@@ -39,9 +39,13 @@ def _raw_consume(settings: Settings, topic: str, total: int) -> float:
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         n, t = 0, time.perf_counter()
+        idle = 0
         while n < total:
-            for msgs in consumer.poll(timeout_ms=1000, max_records=50_000).values():
-                n += len(msgs)
+            got = sum(map(len, consumer.poll(timeout_ms=1000, max_records=50_000).values()))
+            n += got
+            idle = 0 if got else idle + 1
+            if idle == 30:
+                raise TimeoutError(f"kafka-python read {n} of {total} records, then nothing")
         return n / (time.perf_counter() - t)
     finally:
         consumer.close()

@@ -320,7 +320,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.section == "core":
         result = bench.bench_core(
-            repeat=args.repeat or 1, accounts=args.accounts, warm_minutes=args.warm_minutes
+            repeat=args.repeat or 1,
+            accounts=args.accounts,
+            warm_minutes=args.warm_minutes,
+            python_path=args.python_path,
         )
     else:
         result = bench.bench_enrich(repeat=args.repeat or 3, n=args.events, distinct=args.distinct)
@@ -649,6 +652,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="core: untimed traffic first, to time a steady state (default 0: cold start)",
+    )
+    p.add_argument(
+        "--python-path",
+        action="store_true",
+        help="core: also time the core with the C hot path off, in the same run",
     )
     p.add_argument("--pack", type=int, default=100, help="events per packed message (live)")
     p.add_argument("--accounts", type=int, default=100_000, help="population of the core run")
