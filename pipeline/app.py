@@ -7,8 +7,9 @@ table writes or sends: that is what keeps the worker near Faust's own per-messag
 The ``campaigns`` agent runs the campaign stage over every shard's digests; the
 one-partition digests topic makes it a single stage for the whole group.
 
-State survives restarts and rebalances as snapshots (:mod:`pipeline.state`): taken every
-``state.snapshot_interval_s`` between two records, at revocation and at shutdown;
+State survives restarts and rebalances as snapshots (:mod:`pipeline.state`): each unit's
+every ``state.snapshot_interval_s``, one partition's at a time (the agent pauses for one
+partition's state, not all of them), between two records; all at revocation and shutdown;
 restored, and the group's offsets committed to exactly where each restored state ends,
 before Faust seeks. After a crash, outputs already written are not sent twice.
 
@@ -164,6 +165,17 @@ def create_app(
             if unit_name("requests", p) in owned
         }
 
+    saved_at: dict[str, int] = {}  # unit -> the snapshot tick it was last saved at
+    ticks = [0]
+
+    def least_recent(units: dict[str, tuple[int, object]]) -> dict[str, tuple[int, object]]:
+        """The one unit saved longest ago (never saved first): one partition per tick."""
+        if not units:
+            return {}
+        name = min(units, key=lambda u: (saved_at.get(u, -1), u))
+        saved_at[name] = ticks[0]
+        return {name: units[name]}
+
     def stage_units() -> dict[str, tuple[int, object]]:
         st = stage_box.get("stage")
         unit = unit_name("digests", 0)
@@ -238,7 +250,7 @@ def create_app(
                     await enriched_topic.send(key=m.key, value=encode_enriched(rec))
             if due["detect"]:
                 due["detect"] = False
-                await ckpt.save(shard_units())
+                await ckpt.save(least_recent(shard_units()))
 
     @app.agent(digests_topic)
     async def campaigns(stream: faust.StreamT) -> None:
@@ -378,9 +390,14 @@ def create_app(
     async def follow_reference() -> None:
         await reference.run()
 
-    @app.timer(interval=settings.state.snapshot_interval_s)
+    @app.timer(interval=settings.state.snapshot_interval_s / max(1, n_partitions))
     async def snapshot_due() -> None:
-        due["detect"] = due["campaigns"] = True
+        # a shard unit per tick, so each is saved every interval and a snapshot pauses the
+        # agent for one partition's state; the campaign stage once per interval
+        ticks[0] += 1
+        due["detect"] = True
+        if ticks[0] % max(1, n_partitions) == 0:
+            due["campaigns"] = True
 
     @app.timer(interval=10.0)
     async def report() -> None:

@@ -23,6 +23,7 @@ must be writable by the workers only (Kafka ACLs), as Faust's own changelogs mus
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import logging
@@ -240,9 +241,18 @@ class Checkpointer:
         for unit, (next_offset, state) in sorted(units.items()):
             prev = self._generations.get(unit)
             gen = max(prev[0] + 1, now) if prev else now
-            records = encode_snapshot(
-                Snapshot(unit, next_offset, now, state), gen, self.settings.state.secret
-            )
+            # pickling a large state allocates a tuple per object; with the collector on,
+            # that can set off a full collection of the whole heap mid-snapshot (seen: 0.6 s
+            # instead of 0.17 s for 5k accounts), and the agent is paused meanwhile
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                records = encode_snapshot(
+                    Snapshot(unit, next_offset, now, state), gen, self.settings.state.secret
+                )
+            finally:
+                if collecting:
+                    gc.enable()
             for key, value in records:
                 await self._send(key, value)
             if prev:
