@@ -33,6 +33,8 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -42,6 +44,7 @@ from pipeline.broker import LocalBroker, free_port
 from pipeline.demo import start_worker, stop_process
 from pipeline.settings import Settings
 from pipeline.sim.publish import producer, publish_accounts
+from pipeline.sim.scenarios import Simulation
 from pipeline.topics import ensure_topics
 
 _POLL = 0.05
@@ -61,6 +64,25 @@ def _scoped(settings: Settings, bootstrap: str, tag: str, **extra: str) -> Setti
             **extra,
         }
     )
+
+
+@contextmanager
+def bootstrap_and_events(
+    settings: Settings, events: int, accounts: int, seed: int
+) -> Iterator[tuple[str, list[tuple[bytes, bytes, int]], Simulation]]:
+    """The broker to measure on (``kafka.bootstrap``, else an embedded one, stopped on exit)
+    and ``events`` encoded events of ``accounts`` accounts, as ``bench core`` makes them."""
+    broker = None
+    bootstrap = settings.kafka.bootstrap
+    if not bootstrap:
+        broker = LocalBroker(settings.broker_bin).start()
+        bootstrap = broker.bootstrap
+    try:
+        evs, sim = _core_events(accounts, max(1.0, events / (accounts * 2.0)), seed)
+        yield bootstrap, evs[:events], sim
+    finally:
+        if broker is not None:
+            broker.stop()
 
 
 def _produce(settings: Settings, messages: list[tuple[bytes | None, bytes, int]], sim) -> None:
@@ -386,15 +408,7 @@ def bench_live(
     memory_sizes: tuple[int, ...] = (10_000, 100_000),
 ) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="xwatch-bench-"))
-    broker = None
-    bootstrap = settings.kafka.bootstrap
-    if not bootstrap:
-        broker = LocalBroker(settings.broker_bin).start()
-        bootstrap = broker.bootstrap
-    try:
-        minutes = max(1.0, events / (accounts * 2.0))
-        evs, sim = _core_events(accounts, minutes, seed)
-        evs = evs[:events]
+    with bootstrap_and_events(settings, events, accounts, seed) as (bootstrap, evs, sim):
         single = _scoped(settings, bootstrap, "single")
         packed = _scoped(settings, bootstrap, "packed")
         for s, msgs in ((single, [(k, v, p) for k, v, p in evs]), (packed, _packed(evs, pack))):
@@ -417,9 +431,6 @@ def bench_live(
         ensure_topics(lat_settings)
         latency = _latency(lat_settings, live_single / 2, workdir, latency_minutes, seed)
         memory = {str(m): _memory(m, seed, workdir) for m in memory_sizes}
-    finally:
-        if broker is not None:
-            broker.stop()
     largest = memory[str(max(memory_sizes))]["bytes_per_account"] if memory else None
     return {
         "machine": machine(),

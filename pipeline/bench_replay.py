@@ -24,9 +24,8 @@ from pathlib import Path
 import orjson
 
 from pipeline import replay
-from pipeline.bench import _core_events, machine
-from pipeline.bench_live import _produce, _scoped
-from pipeline.broker import LocalBroker
+from pipeline.bench import machine
+from pipeline.bench_live import _produce, _scoped, bootstrap_and_events
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 
@@ -51,30 +50,29 @@ def _raw_consume(settings: Settings, topic: str, total: int) -> float:
         consumer.close()
 
 
-def _replayed(settings: Settings, batches, sim) -> tuple[float, int]:
-    """events/s and alerts of one replay, from a fresh core with the accounts loaded."""
+def _replayed(settings: Settings, batches, sim, expected: int) -> tuple[float, int]:
+    """events/s and alerts of one replay of ``expected`` records, from a fresh core with
+    the accounts loaded; a replay that saw any other number of records fails."""
     flow = replay.new_flow(settings, set(range(settings.topics.partitions)))
     for acct in sim.accounts():
         flow.accounts.put(acct)
     gc.collect()
     t = time.perf_counter()
     result = replay.run(settings, batches, flow, replay.Progress(None, enabled=False))
-    return result.records / (time.perf_counter() - t), len(result.alerts)
+    seconds = time.perf_counter() - t
+    if result.records != expected or flow.counters.processed != expected:
+        raise RuntimeError(
+            f"replayed {result.records} records ({flow.counters.processed} processed), "
+            f"{expected} were written"
+        )
+    return result.records / seconds, len(result.alerts)
 
 
 def bench_replay(
     settings: Settings, events: int = 500_000, accounts: int = 20_000, seed: int = 7
 ) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="xwatch-bench-replay-"))
-    broker = None
-    bootstrap = settings.kafka.bootstrap
-    if not bootstrap:
-        broker = LocalBroker(settings.broker_bin).start()
-        bootstrap = broker.bootstrap
-    try:
-        minutes = max(1.0, events / (accounts * 2.0))
-        evs, sim = _core_events(accounts, minutes, seed)
-        evs = evs[:events]
+    with bootstrap_and_events(settings, events, accounts, seed) as (bootstrap, evs, sim):
         s = _scoped(settings, bootstrap, "replay")
         ensure_topics(s)
         _produce(s, evs, sim)
@@ -90,15 +88,10 @@ def bench_replay(
         decode_eps = len(raws) / (time.perf_counter() - t)
         del raws
         raw_eps = _raw_consume(s, topic, len(evs))
-        batches, total, _ = replay.topic_range(s, topic, None, None)
-        if total != len(evs):
-            raise RuntimeError(f"the topic range holds {total} records, {len(evs)} were written")
-        broker_eps, broker_alerts = _replayed(s, batches, sim)
+        batches, _, _ = replay.topic_range(s, topic, None, None)
+        broker_eps, broker_alerts = _replayed(s, batches, sim, len(evs))
         batches, _ = replay.file_records(path, s.topics.partitions)
-        file_eps, file_alerts = _replayed(s, batches, sim)
-    finally:
-        if broker is not None:
-            broker.stop()
+        file_eps, file_alerts = _replayed(s, batches, sim, len(evs))
     return {
         "machine": machine(),
         "events": len(evs),

@@ -302,35 +302,29 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         result = bench_live.bench_live(
             settings, events=args.events, accounts=min(args.accounts, 20_000), pack=args.pack
         )
-        if args.json:
-            print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-        else:
-            bench_live.print_live(result)
-        return 0
-    if args.section == "replay":
+        show = bench_live.print_live
+    elif args.section == "replay":
         from pipeline import bench_replay
 
         result = bench_replay.bench_replay(
             settings, events=args.events, accounts=min(args.accounts, 20_000)
         )
-        if args.json:
-            print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-        else:
-            bench_replay.print_replay(result)
-        return 0
-    if args.section == "core":
+        show = bench_replay.print_replay
+    elif args.section == "core":
         result = bench.bench_core(
             repeat=args.repeat or 1,
             accounts=args.accounts,
             warm_minutes=args.warm_minutes,
             python_path=args.python_path,
         )
+        show = bench.print_table
     else:
         result = bench.bench_enrich(repeat=args.repeat or 3, n=args.events, distinct=args.distinct)
+        show = bench.print_table
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     else:
-        bench.print_table(result)
+        show(result)
     return 0
 
 
