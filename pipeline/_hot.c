@@ -30,18 +30,28 @@
 enum { IDX, REQ, PT, CT, ERR, THR, RISKY, FPD, REP, NNET, NAGENT, GAPS, GSUM, GSQ, NEWM, FIRST, LAST, K };
 enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 #define KNOWN 8
-#define S_LAST 36
-#define S_PREV 4
-#define M32 0xFFFFFFFFLL
+#define S_LAST 32
+#define S_BACK 4
+#define BACK_MAX ((1LL << 28) - 1)
 #define RECENT_IDS 8
 #define FP_CAP 64
 #define NEW_MODEL_SECONDS 86400.0
 #define GAP_MAX 3600.0
-#define MAX_INDEX (1LL << 26) /* bucket indices beyond this take the Python path */
+#define MAX_INDEX (1LL << 32) /* bucket indices beyond this take the Python path */
+
+/* integer tables: the layout and rules of pipeline.features.table */
+#define M61 ((1ULL << 61) - 1)
+#define LEN_MIX 0x9E3779B1ULL
+#define FIB 0x9E3779B97F4A7C15ULL
+#define PACKED_MIN 8
+#define PAIRS_MIN 16
+#define PACK_BITS 33
+#define PACK_MASK ((1ULL << PACK_BITS) - 1)
+#define PACK_KEY_MAX ((1ULL << (64 - PACK_BITS)) - 1)
 
 /* ---- configuration (set once by pipeline.features.windows) ---- */
 static PyObject *orjson_loads, *normalize_ip, *seconds_cache, *risky_kinds, *empty_bucket,
-    *account_state_type;
+    *account_state_type, *array_type;
 static Py_ssize_t max_event_bytes = 65536;
 
 enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R_PT, R_CT,
@@ -165,39 +175,255 @@ static double py_floordiv(double vx, double wx) {
     return floordiv;
 }
 
-static inline int64_t stamp(int has, int64_t v, int64_t index, int dim) {
-    if (!has) return (index << S_LAST) | (index << S_PREV) | dim;
-    int64_t last = v >> S_LAST;
-    if (index > last) return (index << S_LAST) | (last << S_PREV) | (v & 15);
-    if (((v >> S_PREV) & M32) < index) return (v & ~(M32 << S_PREV)) | (index << S_PREV);
+/* windows._stamp: the seen value after a sighting in bucket ``index`` */
+static inline uint64_t stamp_new(uint64_t index, int dim) { return (index << S_LAST) | dim; }
+
+static inline uint64_t stamp(uint64_t v, uint64_t index) {
+    uint64_t last = v >> S_LAST;
+    if (index > last) {
+        uint64_t back = index - last;
+        if (back > BACK_MAX) back = BACK_MAX;
+        return (index << S_LAST) | (back << S_BACK) | (v & 15);
+    }
+    uint64_t back = last - index;
+    if (back < ((v >> S_BACK) & BACK_MAX))
+        return (v & ~((uint64_t)BACK_MAX << S_BACK)) | (back << S_BACK);
     return v;
 }
 
-/* seen[key] after a sighting in bucket ``index``; *out = the value now held. -1 on error. */
-static int see(PyObject *seen, PyObject *key, int64_t index, int dim, int64_t *out) {
-    PyObject *cur = PyDict_GetItemWithError(seen, key);
-    int64_t v = 0;
-    if (cur == NULL) {
-        if (PyErr_Occurred()) return -1;
-    } else {
-        int overflow;
-        v = PyLong_AsLongLongAndOverflow(cur, &overflow);
-        if (overflow || (v == -1 && PyErr_Occurred())) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_OverflowError, "seen value out of range");
-            return -1;
+/* ---- integer tables (pipeline.features.table) ---- */
+
+static inline uint64_t red61(uint64_t x) { return (x & M61) + (x >> 61); }
+
+/* x * 2**s mod 2**61 - 1, for x < 2**61 - 1 */
+static inline uint64_t rot61(uint64_t x, unsigned s) {
+    return s ? (((x << s) & M61) | (x >> (61 - s))) : x;
+}
+
+/* table.value_hash: (int.from_bytes(data, "little") + len * LEN_MIX) % (2**61 - 1) */
+static uint64_t value_hash(const uint8_t *p, size_t n) {
+    uint64_t h = 0;
+    unsigned s = 0; /* 2**64 = 2**3 (mod 2**61 - 1): word j weighs 2**(3j mod 61) */
+    size_t i = 0;
+    for (;; i += 8) {
+        uint64_t w;
+        if (i + 8 <= n) {
+            w = load64(p + i);
+        } else {
+            w = 0;
+            for (size_t k = n; k > i; k--) w = (w << 8) | p[k - 1];
         }
-        if ((v >> S_LAST) == index) {
-            *out = v;
-            return 0;
+        w = red61(w);
+        if (w >= M61) w -= M61;
+        h = red61(h + rot61(w, s));
+        if (h >= M61) h -= M61;
+        if (i + 8 >= n) break;
+        s += 3;
+        if (s >= 61) s -= 61;
+    }
+    h = red61(h + (uint64_t)n * LEN_MIX);
+    if (h >= M61) h -= M61;
+    return h;
+}
+
+static PyObject *hot_value_hash(PyObject *self, PyObject *arg) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (s == NULL) return NULL;
+    return PyLong_FromUnsignedLongLong(value_hash((const uint8_t *)s, (size_t)n));
+}
+
+static inline uint64_t slot_of(uint64_t key, uint64_t cap) {
+    return (key * FIB) >> (64 - __builtin_ctzll(cap));
+}
+
+/* table._room: the capacity for count + 1 keys, doubling from cap */
+static inline uint64_t room(uint64_t count, uint64_t cap) {
+    while ((count + 1) * 4 > cap * 3) cap *= 2;
+    return cap;
+}
+
+/* a writable table held by an attribute of an account (seen, fps) */
+typedef struct {
+    PyObject *obj; /* new reference; NULL when the attribute is None */
+    Py_buffer view;
+    uint64_t *t;
+    uint64_t n; /* words */
+} Table;
+
+static int table_open(Table *tb, PyObject *obj) {
+    tb->obj = obj;
+    if (PyObject_GetBuffer(obj, &tb->view, PyBUF_WRITABLE) < 0) {
+        tb->obj = NULL;
+        Py_DECREF(obj);
+        return -1;
+    }
+    tb->t = (uint64_t *)tb->view.buf;
+    tb->n = (uint64_t)tb->view.len / 8;
+    return 0;
+}
+
+static void table_close(Table *tb) {
+    if (tb->obj != NULL) {
+        PyBuffer_Release(&tb->view);
+        Py_CLEAR(tb->obj);
+    }
+}
+
+/* a new table (array('Q')) of ``cap`` slots holding ``words`` (slot contents in slot
+ * order, two words per pair slot) re-inserted: table.pair_rebuild / packed_rebuild */
+static PyObject *make_table(uint64_t cap, const uint64_t *words, uint64_t nwords, int pairs) {
+    uint64_t n = pairs ? 2 * (cap + 1) : cap + 1;
+    PyObject *zeros = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * 8));
+    if (zeros == NULL) return NULL;
+    memset(PyBytes_AS_STRING(zeros), 0, n * 8);
+    PyObject *nt = PyObject_CallFunction(array_type, "sO", "Q", zeros);
+    Py_DECREF(zeros);
+    if (nt == NULL) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(nt, &view, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(nt);
+        return NULL;
+    }
+    uint64_t *t = (uint64_t *)view.buf;
+    uint64_t count = 0;
+    if (pairs) {
+        for (uint64_t j = 0; j < nwords; j += 2) {
+            uint64_t i = slot_of(words[j], cap);
+            while (t[2 + 2 * i]) i = (i + 1) & (cap - 1);
+            t[2 + 2 * i] = words[j];
+            t[3 + 2 * i] = words[j + 1];
+            count++;
+        }
+    } else {
+        for (uint64_t j = 0; j < nwords; j++) {
+            uint64_t i = slot_of(words[j] >> PACK_BITS, cap);
+            while (t[1 + i]) i = (i + 1) & (cap - 1);
+            t[1 + i] = words[j];
+            count++;
         }
     }
-    int64_t nv = stamp(cur != NULL, v, index, dim);
-    PyObject *o = PyLong_FromLongLong(nv);
-    if (o == NULL) return -1;
-    int rc = PyDict_SetItem(seen, key, o);
-    Py_DECREF(o);
-    *out = nv;
-    return rc;
+    t[0] = count;
+    PyBuffer_Release(&view);
+    return nt;
+}
+
+/* the occupied slots of a table, in slot order (pairs: two words each), that ``keep``:
+ * with floor_ set, only values >= floor_ (or, keep_known, flagged KNOWN) */
+static uint64_t *table_words(const uint64_t *t, uint64_t n, int pairs, uint64_t floor_,
+                             int keep_known, uint64_t *nwords) {
+    uint64_t *w = PyMem_Malloc(n * 8 + 8);
+    if (w == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    uint64_t m = 0;
+    if (pairs) {
+        for (uint64_t p = 2; p < n; p += 2) {
+            uint64_t v = t[p + 1];
+            if (t[p] && (v >= floor_ || (keep_known && (v & KNOWN)))) {
+                w[m++] = t[p];
+                w[m++] = v;
+            }
+        }
+    } else {
+        for (uint64_t p = 1; p < n; p++)
+            if (t[p] && (t[p] & PACK_MASK) >= floor_) w[m++] = t[p];
+    }
+    *nwords = m;
+    return w;
+}
+
+/* a table with only what table_words keeps, rebuilt to fit (at least ``min_cap`` slots);
+ * Py_None (new reference) when everything is kept */
+static PyObject *filtered(const uint64_t *t, uint64_t n, int pairs, uint64_t floor_,
+                          int keep_known, uint64_t min_cap) {
+    uint64_t nw;
+    uint64_t *w = table_words(t, n, pairs, floor_, keep_known, &nw);
+    if (w == NULL) return NULL;
+    uint64_t kept = pairs ? nw / 2 : nw;
+    PyObject *out;
+    if (kept == t[0]) {
+        out = Py_None;
+        Py_INCREF(out);
+    } else {
+        out = make_table(room(kept == 0 ? 0 : kept - 1, min_cap), w, nw, pairs);
+    }
+    PyMem_Free(w);
+    return out;
+}
+
+/* set ``nt`` (stolen) as the account's ``attr`` and make it the open table */
+static int table_swap(Table *tb, PyObject *st, PyObject *attr, PyObject *nt) {
+    if (nt == NULL) return -1;
+    if (PyObject_SetAttr(st, attr, nt) < 0) {
+        Py_DECREF(nt);
+        return -1;
+    }
+    table_close(tb);
+    return table_open(tb, nt);
+}
+
+/* a table grown to ``cap`` slots, everything kept */
+static int table_grow(Table *tb, PyObject *st, PyObject *attr, int pairs, uint64_t cap) {
+    uint64_t nw;
+    uint64_t *w = table_words(tb->t, tb->n, pairs, 0, 0, &nw);
+    if (w == NULL) return -1;
+    PyObject *nt = make_table(cap, w, nw, pairs);
+    PyMem_Free(w);
+    return table_swap(tb, st, attr, nt);
+}
+
+/* table.pair_find */
+static inline uint64_t pair_find(const uint64_t *t, uint64_t n, uint64_t key) {
+    uint64_t cap = (n >> 1) - 1;
+    uint64_t i = slot_of(key, cap);
+    for (;;) {
+        uint64_t p = 2 + 2 * i, k = t[p];
+        if (k == key || k == 0) return p;
+        i = (i + 1) & (cap - 1);
+    }
+}
+
+/* windows._see: stamp a sighting of ``key`` into the account's seen table; *out = the
+ * value now held. -1 on error (only allocation can fail). */
+static int see(Table *tb, PyObject *st, uint64_t key, uint64_t index, int dim, uint64_t *out) {
+    uint64_t p = pair_find(tb->t, tb->n, key);
+    if (tb->t[p]) {
+        uint64_t v = tb->t[p + 1];
+        if ((v >> S_LAST) != index) tb->t[p + 1] = v = stamp(v, index);
+        *out = v;
+        return 0;
+    }
+    uint64_t cap = (tb->n >> 1) - 1, grown = room(tb->t[0], cap);
+    if (grown != cap) {
+        if (table_grow(tb, st, a_seen, 1, grown) < 0) return -1;
+        p = pair_find(tb->t, tb->n, key);
+    }
+    tb->t[p] = key;
+    tb->t[p + 1] = *out = stamp_new(index, dim);
+    tb->t[0] += 1;
+    return 0;
+}
+
+/* table.packed_find */
+static inline uint64_t packed_find(const uint64_t *t, uint64_t n, uint64_t key) {
+    uint64_t cap = n - 1;
+    uint64_t i = slot_of(key, cap);
+    for (;;) {
+        uint64_t w = t[1 + i];
+        if (w == 0 || (w >> PACK_BITS) == key) return 1 + i;
+        i = (i + 1) & (cap - 1);
+    }
+}
+
+/* table.packed_set for a key not in the table */
+static int packed_insert(Table *tb, PyObject *st, uint64_t key, uint64_t value) {
+    uint64_t cap = tb->n - 1, grown = room(tb->t[0], cap);
+    if (grown != cap && table_grow(tb, st, a_fps, 0, grown) < 0) return -1;
+    tb->t[packed_find(tb->t, tb->n, key)] = (key << PACK_BITS) | value;
+    tb->t[0] += 1;
+    return 0;
 }
 
 static int get_ll(PyObject *o, long long lo, long long hi, long long *out) {
@@ -332,27 +558,122 @@ static int bucket_index(PyObject *arr, double *out) {
     return 0;
 }
 
-/* fps: drop fingerprints last seen at or before bucket ``through`` (windows._expire_fps) */
-static int expire_fps(PyObject *fps, int64_t through) {
-    int64_t floor_ = (through + 1) << 1;
-    Py_ssize_t pos = 0;
-    PyObject *key, *value;
-    PyObject *old = PyList_New(0);
-    if (old == NULL) return -1;
-    while (PyDict_Next(fps, &pos, &key, &value)) {
-        long long v = PyLong_AsLongLong(value);
-        if (v == -1 && PyErr_Occurred()) goto error;
-        if (v >= floor_) break;
-        if (PyList_Append(old, key) < 0) goto error;
+/* windows._expire_fps on the account's open fingerprint table: 1 if some expired (the
+ * table is replaced), 0 if none did */
+static int expire_fps(Table *tb, PyObject *st, int64_t through) {
+    PyObject *nt = filtered(tb->t, tb->n, 0, (uint64_t)(through + 1) << 1, 0, PACKED_MIN);
+    if (nt == NULL) return -1;
+    if (nt == Py_None) {
+        Py_DECREF(nt);
+        return 0;
     }
-    Py_ssize_t n = PyList_GET_SIZE(old);
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (PyDict_DelItem(fps, PyList_GET_ITEM(old, i)) < 0) goto error;
-    Py_DECREF(old);
-    return n > 0;
-error:
-    Py_DECREF(old);
-    return -1;
+    return table_swap(tb, st, a_fps, nt) < 0 ? -1 : 1;
+}
+
+/* ---- the close path's table operations (windows._Tables, in C) ---- */
+
+typedef struct {
+    Py_buffer view;
+    const uint64_t *t;
+    uint64_t n;
+} RTable;
+
+static int rtable(PyObject *obj, RTable *r) {
+    if (PyObject_GetBuffer(obj, &r->view, PyBUF_SIMPLE) < 0) return -1;
+    r->t = (const uint64_t *)r->view.buf;
+    r->n = (uint64_t)r->view.len / 8;
+    if (r->view.len % 8 || r->n < 2) {
+        PyBuffer_Release(&r->view);
+        PyErr_SetString(PyExc_ValueError, "not an integer table");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *hot_expire_fps(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long through;
+    RTable r;
+    if (nargs != 2 || ((through = PyLong_AsLongLong(args[1])) == -1 && PyErr_Occurred())) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "expire_fps(fps, through)");
+        return NULL;
+    }
+    if (rtable(args[0], &r) < 0) return NULL;
+    PyObject *out = filtered(r.t, r.n, 0, (uint64_t)(through + 1) << 1, 0, PACKED_MIN);
+    PyBuffer_Release(&r.view);
+    return out;
+}
+
+static PyObject *hot_prune_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long through;
+    RTable r;
+    if (nargs != 2 || ((through = PyLong_AsLongLong(args[1])) == -1 && PyErr_Occurred())) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "prune_seen(seen, through)");
+        return NULL;
+    }
+    if (rtable(args[0], &r) < 0) return NULL;
+    PyObject *out = filtered(r.t, r.n, 1, (uint64_t)(through + 1) << S_LAST, 1, PAIRS_MIN);
+    PyBuffer_Release(&r.view);
+    return out;
+}
+
+static PyObject *hot_scan_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long lo, hi;
+    RTable r;
+    if (nargs != 3 || ((lo = PyLong_AsLongLong(args[1])) == -1 && PyErr_Occurred()) ||
+        ((hi = PyLong_AsLongLong(args[2])) == -1 && PyErr_Occurred())) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "scan_seen(seen, lo, hi)");
+        return NULL;
+    }
+    if (rtable(args[0], &r) < 0) return NULL;
+    long distinct[8] = {0};
+    PyObject *nets = PyList_New(0), *agents = PyList_New(0), *out = NULL;
+    if (nets == NULL || agents == NULL) goto done;
+    for (uint64_t p = 2; p + 1 < r.n; p += 2) {
+        uint64_t key = r.t[p], v = r.t[p + 1];
+        if (!key) continue;
+        long long last = (long long)(v >> S_LAST);
+        if (last > hi) last -= (long long)((v >> S_BACK) & BACK_MAX);
+        if (lo < last && last <= hi) {
+            int dim = (int)(v & 7);
+            distinct[dim]++;
+            if (dim == D_NET || dim == D_AGENT) {
+                PyObject *k = PyLong_FromUnsignedLongLong(key);
+                if (k == NULL || PyList_Append(dim == D_NET ? nets : agents, k) < 0) {
+                    Py_XDECREF(k);
+                    goto done;
+                }
+                Py_DECREF(k);
+            }
+        }
+    }
+    out = Py_BuildValue("[llllllll]OO", distinct[0], distinct[1], distinct[2], distinct[3],
+                        distinct[4], distinct[5], distinct[6], distinct[7], nets, agents);
+done:
+    Py_XDECREF(nets);
+    Py_XDECREF(agents);
+    PyBuffer_Release(&r.view);
+    return out;
+}
+
+static PyObject *hot_repeated_fps(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long lo;
+    RTable r;
+    if (nargs != 2 || ((lo = PyLong_AsLongLong(args[1])) == -1 && PyErr_Occurred())) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "repeated_fps(fps, lo)");
+        return NULL;
+    }
+    if (rtable(args[0], &r) < 0) return NULL;
+    PyObject *out = PyList_New(0);
+    for (uint64_t p = 1; out != NULL && p < r.n; p++) {
+        uint64_t w = r.t[p], v = w & PACK_MASK;
+        if (w && (v & 1) && (long long)(v >> 1) > lo) {
+            PyObject *k = PyLong_FromUnsignedLongLong(w >> PACK_BITS);
+            if (k == NULL || PyList_Append(out, k) < 0) Py_CLEAR(out);
+            Py_XDECREF(k);
+        }
+    }
+    PyBuffer_Release(&r.view);
+    return out;
 }
 
 /* ---- event() ---- */
@@ -478,7 +799,8 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (!PyBytes_CheckExact(raw)) return PyLong_FromLong(FALLBACK);
 
     PyObject *doc = NULL, *ip = NULL, *info = NULL, *st = NULL, *result = NULL;
-    PyObject *seen = NULL, *o = NULL, *ids = NULL, *prefix_own = NULL;
+    PyObject *o = NULL, *ids = NULL;
+    Table seen = {NULL}, fps = {NULL};
     Net net = {NULL, NULL, NULL, NULL};
     Py_buffer bv;
     int have_bv = 0;
@@ -558,6 +880,65 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (risky < 0) goto error;
     if (get_ll_attr(ws, a_view_buckets, &view_buckets) < 0) goto error;
     if (get_double_attr(ws, a_grace, &grace) < 0) goto error;
+
+    /* the seen keys (windows.seen_key) and the fingerprint key (windows.fp_key) */
+    uint64_t k_key, k_ip, k_net, k_asn = 0, k_country = 0, k_agent, k_model, k_fp = 0;
+    {
+        const char *u;
+        Py_ssize_t un;
+#define SKEY(dim, obj, dst)                                        \
+    if ((u = PyUnicode_AsUTF8AndSize((obj), &un)) == NULL) {       \
+        PyErr_Clear();                                             \
+        goto fallback;                                             \
+    }                                                              \
+    dst = ((uint64_t)((dim) + 1) << 61) | value_hash((const uint8_t *)u, (size_t)un)
+        SKEY(D_KEY, e.f[R_KEY], k_key);
+        SKEY(D_IP, ip, k_ip);
+        if (net.prefix != Py_None && !PyUnicode_Check(net.prefix)) goto fallback;
+        if (net.prefix == Py_None || PyUnicode_GET_LENGTH(net.prefix) == 0) {
+            /* ip + "/" */
+            uint8_t buf[64];
+            if ((u = PyUnicode_AsUTF8AndSize(ip, &un)) == NULL || un > 60) {
+                PyErr_Clear();
+                goto fallback;
+            }
+            memcpy(buf, u, (size_t)un);
+            buf[un] = '/';
+            k_net = ((uint64_t)(D_NET + 1) << 61) | value_hash(buf, (size_t)un + 1);
+        } else {
+            SKEY(D_NET, net.prefix, k_net);
+        }
+        if (net.asn != Py_None) {
+            long long a;
+            int overflow;
+            if (!PyLong_CheckExact(net.asn)) goto fallback;
+            a = PyLong_AsLongLongAndOverflow(net.asn, &overflow);
+            if (overflow || (a == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                goto fallback;
+            }
+            long long m = a % (long long)M61;
+            if (m < 0) m += (long long)M61;
+            k_asn = ((uint64_t)(D_ASN + 1) << 61) | (uint64_t)m;
+        }
+        if (net.country != Py_None) {
+            if (!PyUnicode_CheckExact(net.country)) goto fallback;
+            SKEY(D_COUNTRY, net.country, k_country);
+        }
+        SKEY(D_AGENT, e.f[R_UA], k_agent);
+        SKEY(D_MODEL, e.f[R_MODEL], k_model);
+#undef SKEY
+        if (e.fp != NULL) {
+            if ((u = PyUnicode_AsUTF8AndSize(e.fp, &un)) == NULL) {
+                PyErr_Clear();
+                goto fallback;
+            }
+            k_fp = value_hash((const uint8_t *)u, (size_t)un) % PACK_KEY_MAX + 1;
+        }
+    }
+    PyObject *seen_obj = PyObject_GetAttr(st, a_seen);
+    if (seen_obj == NULL || table_open(&seen, seen_obj) < 0) goto error;
+    if (seen.n < 4 || ((seen.n >> 1) - 1) & ((seen.n >> 1) - 2)) goto fallback; /* not a table */
 
     /* ---- from here on, the event is counted (no more fallbacks) ---- */
     {
@@ -682,27 +1063,16 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     }
 
     /* distinct values */
-    seen = PyObject_GetAttr(st, a_seen);
-    if (seen == NULL) goto error;
-    int64_t v;
-    if (see(seen, e.f[R_KEY], index, D_KEY, &v) < 0) goto error;
-    if (see(seen, ip, index, D_IP, &v) < 0) goto error;
-    PyObject *prefix = net.prefix;
-    if (prefix == Py_None || (PyUnicode_Check(prefix) && PyUnicode_GET_LENGTH(prefix) == 0)) {
-        PyObject *slash = PyUnicode_FromString("/");
-        if (slash == NULL) goto error;
-        prefix_own = PyUnicode_Concat(ip, slash);
-        Py_DECREF(slash);
-        if (prefix_own == NULL) goto error;
-        prefix = prefix_own;
-    }
-    if (see(seen, prefix, index, D_NET, &v) < 0) goto error;
+    uint64_t v, ui = (uint64_t)index;
+    if (see(&seen, st, k_key, ui, D_KEY, &v) < 0) goto error;
+    if (see(&seen, st, k_ip, ui, D_IP, &v) < 0) goto error;
+    if (see(&seen, st, k_net, ui, D_NET, &v) < 0) goto error;
     if (!(v & KNOWN)) b[NNET] += 1;
-    if (net.asn != Py_None && see(seen, net.asn, index, D_ASN, &v) < 0) goto error;
-    if (net.country != Py_None && see(seen, net.country, index, D_COUNTRY, &v) < 0) goto error;
-    if (see(seen, e.f[R_UA], index, D_AGENT, &v) < 0) goto error;
+    if (net.asn != Py_None && see(&seen, st, k_asn, ui, D_ASN, &v) < 0) goto error;
+    if (net.country != Py_None && see(&seen, st, k_country, ui, D_COUNTRY, &v) < 0) goto error;
+    if (see(&seen, st, k_agent, ui, D_AGENT, &v) < 0) goto error;
     if (!(v & KNOWN)) b[NAGENT] += 1;
-    if (see(seen, e.f[R_MODEL], index, D_MODEL, &v) < 0) goto error;
+    if (see(&seen, st, k_model, ui, D_MODEL, &v) < 0) goto error;
     {
         PyObject *mfs = PyObject_GetAttr(ws, a_model_first);
         if (mfs == NULL) goto error;
@@ -728,50 +1098,33 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     }
     if (e.fp != NULL) {
         b[FPD] += 1;
-        PyObject *fps = PyObject_GetAttr(st, a_fps);
-        if (fps == NULL) goto error;
         int64_t horizon = index - view_buckets;
-        int rc = 0;
-        if (fps == Py_None) {
-            PyObject *nd = PyDict_New();
-            PyObject *val = PyLong_FromLongLong(index << 1);
-            rc = (nd && val && PyDict_SetItem(nd, e.fp, val) == 0 &&
-                  PyObject_SetAttr(st, a_fps, nd) == 0)
-                     ? 0
-                     : -1;
-            Py_XDECREF(nd);
-            Py_XDECREF(val);
-        } else {
-            PyObject *old = PyDict_GetItemWithError(fps, e.fp);
-            long long ov = 0;
-            if (old != NULL) {
-                ov = PyLong_AsLongLong(old);
-                if ((ov == -1 && PyErr_Occurred()) || PyDict_DelItem(fps, e.fp) < 0) rc = -1;
-            } else if (PyErr_Occurred()) {
-                rc = -1;
-            }
-            if (rc == 0) {
-                int64_t nv = -1;
-                if (old != NULL && (ov >> 1) > horizon) {
-                    b[REP] += 1;
-                    nv = (index << 1) | 1;
-                } else if (old != NULL || PyDict_GET_SIZE(fps) < FP_CAP) {
-                    nv = index << 1;
-                } else {
-                    int x = expire_fps(fps, horizon);
-                    if (x < 0) rc = -1;
-                    else if (x) nv = index << 1;
-                    /* else: beyond the cap within the view: counted, not remembered */
-                }
-                if (rc == 0 && nv >= 0) {
-                    PyObject *val = PyLong_FromLongLong(nv);
-                    rc = (val && PyDict_SetItem(fps, e.fp, val) == 0) ? 0 : -1;
-                    Py_XDECREF(val);
-                }
+        PyObject *fo = PyObject_GetAttr(st, a_fps);
+        if (fo == NULL) goto error;
+        if (fo == Py_None) {
+            Py_DECREF(fo);
+            fo = make_table(PACKED_MIN, NULL, 0, 0);
+            if (fo == NULL || PyObject_SetAttr(st, a_fps, fo) < 0) {
+                Py_XDECREF(fo);
+                goto error;
             }
         }
-        Py_DECREF(fps);
-        if (rc < 0) goto error;
+        if (table_open(&fps, fo) < 0) goto error;
+        uint64_t p = packed_find(fps.t, fps.n, k_fp);
+        uint64_t w = fps.t[p];
+        if (w != 0 && (int64_t)((w & PACK_MASK) >> 1) > horizon) {
+            b[REP] += 1;
+            fps.t[p] = (k_fp << PACK_BITS) | ((uint64_t)index << 1) | 1;
+        } else if (w != 0) {
+            fps.t[p] = (k_fp << PACK_BITS) | ((uint64_t)index << 1);
+        } else if (fps.t[0] < FP_CAP) {
+            if (packed_insert(&fps, st, k_fp, (uint64_t)index << 1) < 0) goto error;
+        } else {
+            int x = expire_fps(&fps, st, horizon);
+            if (x < 0) goto error;
+            if (x && packed_insert(&fps, st, k_fp, (uint64_t)index << 1) < 0) goto error;
+            /* else: beyond the cap within the view: counted, not remembered */
+        }
     }
 
     /* 1 = a late event (folded forward); 2 = the watermark has passed a bucket to close */
@@ -793,10 +1146,10 @@ done:
     Py_XDECREF(ip);
     Py_XDECREF(info);
     Py_XDECREF(st);
-    Py_XDECREF(seen);
+    table_close(&seen);
+    table_close(&fps);
     Py_XDECREF(o);
     Py_XDECREF(ids);
-    Py_XDECREF(prefix_own);
     Py_XDECREF(net.kind);
     Py_XDECREF(net.prefix);
     Py_XDECREF(net.asn);
@@ -836,6 +1189,15 @@ static PyMethodDef methods[] = {
      "(nothing was changed); else bit 0 = late, bit 1 = a bucket is due to close."},
     {"event_id_hash", hot_event_id_hash, METH_O,
      "64-bit BLAKE2b of an event id (windows.event_id_hash)."},
+    {"value_hash", hot_value_hash, METH_O, "61-bit value hash (table.value_hash)."},
+    {"expire_fps", (PyCFunction)(void (*)(void))hot_expire_fps, METH_FASTCALL,
+     "expire_fps(fps, through) -> table | None (windows._Tables.expire_fps)."},
+    {"prune_seen", (PyCFunction)(void (*)(void))hot_prune_seen, METH_FASTCALL,
+     "prune_seen(seen, through) -> table | None (windows._Tables.prune_seen)."},
+    {"scan_seen", (PyCFunction)(void (*)(void))hot_scan_seen, METH_FASTCALL,
+     "scan_seen(seen, lo, hi) -> (distinct, nets, agents) (windows._Tables.scan_seen)."},
+    {"repeated_fps", (PyCFunction)(void (*)(void))hot_repeated_fps, METH_FASTCALL,
+     "repeated_fps(fps, lo) -> keys (windows._Tables.repeated_fps)."},
     {"configure", (PyCFunction)(void (*)(void))hot_configure, METH_VARARGS | METH_KEYWORDS,
      "Set the objects event() uses (called once by pipeline.features.windows)."},
     {NULL, NULL, 0, NULL}};
@@ -847,6 +1209,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pipeline._hot",
     if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
 
 PyMODINIT_FUNC PyInit__hot(void) {
+    PyObject *array_mod = PyImport_ImportModule("array");
+    if (array_mod == NULL) return NULL;
+    array_type = PyObject_GetAttrString(array_mod, "array");
+    Py_DECREF(array_mod);
+    if (array_type == NULL) return NULL;
     for (int i = 0; i < NREQ; i++)
         if ((req_keys[i] = PyUnicode_InternFromString(req_names[i])) == NULL) return NULL;
     INTERN(k_org, "org_id");

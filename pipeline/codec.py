@@ -59,6 +59,9 @@ _TS_RE = re.compile(
     r"[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|\+00:00)"
 )
+#: A request's own time is narrower (years 2000-2099, schemas/request-event.v1.json): window
+#: indices then fit the core's fixed-width integer tables for any bucket of a second or more.
+_REQ_TS_RE = re.compile("20[0-9]{2}" + _TS_RE.pattern[len("[1-9][0-9]{3}") :])
 _COUNTRY_RE = re.compile(r"[A-Z]{2}|--")
 
 # (name, max length, min length) for required string fields of a request event.
@@ -87,12 +90,16 @@ class _Bad(Exception):
         self.invalid = InvalidEvent(reason, detail)
 
 
-def parse_ts(value: Any, name: str = "ts") -> float:
+def parse_ts(value: Any, name: str = "ts", pattern: re.Pattern = _TS_RE) -> float:
     """RFC 3339 UTC string -> epoch seconds. Raises _Bad with a named reason."""
     if not isinstance(value, str):
         raise _Bad("wrong_type", f"{name} must be an RFC 3339 string, got {_type(value)}")
-    if len(value) > 40 or _TS_RE.fullmatch(value) is None:
-        raise _Bad("invalid_timestamp", f"{name} must be RFC 3339 in UTC (…Z), got {value[:40]!r}")
+    if len(value) > 40 or pattern.fullmatch(value) is None:
+        years = "2000-2099" if pattern is _REQ_TS_RE else "1000-9999"
+        raise _Bad(
+            "invalid_timestamp",
+            f"{name} must be RFC 3339 in UTC (…Z), years {years}, got {value[:40]!r}",
+        )
     try:
         return datetime.fromisoformat(value).timestamp()
     except ValueError:
@@ -178,7 +185,7 @@ _TS_TAIL_RE = re.compile(r"(\.[0-9]{1,9})?(Z|\+00:00)")  # what follows a cached
 
 
 def _fast_ts(value: str) -> float | None:
-    """Epoch seconds of a well-formed UTC timestamp, cached per second; None otherwise.
+    """Epoch seconds of a well-formed request timestamp, cached per second; None otherwise.
 
     A head (``YYYY-MM-DDTHH:MM:SS``) in the cache has passed the full pattern and the
     calendar check before, so only the tail is matched again.
@@ -188,7 +195,7 @@ def _fast_ts(value: str) -> float | None:
     head = value[:19]
     base = _SECONDS.get(head)
     if base is None:
-        if _TS_RE.fullmatch(value) is None:
+        if _REQ_TS_RE.fullmatch(value) is None:
             return None
         try:
             base = datetime.fromisoformat(head + "+00:00").timestamp()
@@ -286,7 +293,7 @@ def checked_request(doc: dict) -> RequestEvent | InvalidEvent:
         ip = normalize_ip(_str(doc, "ip", 45, 2))
         if ip is None:
             raise _Bad("invalid_ip", f"ip is not an IPv4 or IPv6 address: {doc['ip'][:45]!r}")
-        ts = parse_ts(doc.get("ts")) if "ts" in doc else None
+        ts = parse_ts(doc.get("ts"), "ts", _REQ_TS_RE) if "ts" in doc else None
         if ts is None:
             raise _Bad("missing_field", "ts is required")
         latency = doc.get("latency_ms")

@@ -105,9 +105,11 @@ class Output:
 class Shard:
     """Windows, baselines and episodes of one input partition."""
 
-    def __init__(self, cfg: DetectorSettings) -> None:
+    def __init__(self, cfg: DetectorSettings, native: bool = True) -> None:
         self.cfg = cfg
-        self.windows = WindowStore(cfg.bucket_seconds, cfg.view_buckets, cfg.grace_seconds)
+        self.windows = WindowStore(
+            cfg.bucket_seconds, cfg.view_buckets, cfg.grace_seconds, native=native
+        )
         self.detector = AccountDetector(
             PopulationBaselines(cfg.baseline_alpha, cfg.warmup_windows),
             cfg.z_alert,
@@ -170,6 +172,7 @@ class Flow:
     ) -> None:
         """``native=False`` keeps every event on the Python path (tests compare the two)."""
         self.cfg = cfg
+        self.native = native
         self.keep_enriched = keep_enriched
         # the C hot path counts ordinary events straight into the windows; kept records
         # (keep_enriched) need the Python path, which builds them
@@ -192,7 +195,7 @@ class Flow:
     def shard(self, partition: int) -> Shard:
         sh = self.shards.get(partition)
         if sh is None:
-            sh = self.shards[partition] = Shard(self.cfg)
+            sh = self.shards[partition] = Shard(self.cfg, self.native)
             sh.detector.observer = self.score_observer
             self._seen.add(partition)
         return sh

@@ -44,7 +44,7 @@ from pipeline.subscribe import read_range
 log = logging.getLogger("xwatch.state")
 
 CHUNK = 512 * 1024
-VERSION = 1
+VERSION = 2  # 2: distinct values and fingerprints in integer tables (features.table)
 
 
 class SnapshotRefused(ValueError):

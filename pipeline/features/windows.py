@@ -19,19 +19,21 @@ every byte counts a hundred thousand times):
 
 * a bucket is one ``array('d')`` of :data:`K` counters (no per-bucket sets or dicts);
 * distinct values (API keys, addresses, networks, ASNs, countries, clients, models) live
-  in **one** dict per account, ``value -> packed int`` holding the last bucket index the
-  value was seen in, the one before it (so a bucket closing while the next is already
-  open still counts exactly), its dimension and a ``known`` flag (the account's learned
-  history uses it). Distinct counts for any window are a scan of that small dict. A value
-  string is kept once per account, never once per bucket;
-* prompt fingerprints live in a second small dict (at most :data:`FP_CAP`, in
-  least-recently-seen order so that expiry is cheap), only to tell repeats (templates)
-  from one-off prompts within the view;
+  in **one** integer hash table per account (:mod:`pipeline.features.table`), keyed by
+  the value's dimension and stable hash, holding the last bucket index the value was
+  seen in, how long before that it was seen (so a bucket closing while the next is
+  already open still counts exactly), its dimension and a ``known`` flag (the account's
+  learned history uses it). Distinct counts for any window are a scan of that small
+  table. No value string is kept at all;
+* prompt fingerprints live in a second, packed table (at most :data:`FP_CAP`, a 31-bit
+  hash and the last bucket each), only to tell repeats (templates) from one-off prompts
+  within the view;
 * novelty (requests from networks or clients the account has never used) is counted per
   event from the ``known`` flag, so a view never needs per-value request counts.
 
-Values of different dimensions share the dict; a collision needs an API key id spelt like
-an address or a model name, which only skews that account's own distinct counts.
+Both tables are flat arrays of integers: an event touches a few adjacent cache lines of
+its account instead of a dozen scattered objects, which is what sets the per-event cost
+at a hundred thousand accounts.
 
 Only counts and identifiers ever reach this module: no prompt or completion content.
 """
@@ -44,7 +46,27 @@ from dataclasses import dataclass
 from hashlib import blake2b as _blake2b
 from operator import add
 
+from pipeline.features.table import (
+    M61,
+    PACK_KEY_MAX,
+    packed,
+    packed_get,
+    packed_items,
+    packed_rebuild,
+    packed_set,
+    pair_find,
+    pair_items,
+    pair_rebuild,
+    pair_set,
+    pairs,
+    value_hash,
+)
 from pipeline.records import RISKY_KINDS, Enriched
+
+try:
+    from pipeline import _hot
+except ImportError:  # installed without a C compiler: _Tables does the close path's work
+    _hot = None
 
 SHORT, LONG = "5m", "1h"
 
@@ -57,10 +79,11 @@ _INF = float("inf")
 _EMPTY = array("d", [0.0] * K)
 _EMPTY[FIRST] = _INF
 
-# dimensions of the ``seen`` dict, and its flags
+# dimensions of the ``seen`` table, and its flags
 D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL = range(7)
 KNOWN = 8
-_LAST, _PREV, _M32 = 36, 4, 0xFFFFFFFF  # seen value: last << 36 | previous << 4 | flags
+# seen value: last bucket << 32 | (last - previous bucket, saturated) << 4 | flags
+_LAST, _BACK, _BACK_MAX = 32, 4, (1 << 28) - 1
 KNOWN_CAP = 32  # networks / clients remembered as known per account
 SEEN_CAP = 256  # beyond this, values not seen within the short view are forgotten early
 FP_CAP = 64  # prompt fingerprints remembered per account (enough to see templates cycle)
@@ -68,6 +91,26 @@ NEW_MODEL_SECONDS = 86_400.0  # a model first seen less than a day ago is "new"
 _GAP_MAX = 3_600.0  # gaps longer than an hour are absences, not pacing
 RECENT_IDS = 8  # event ids remembered per account to recognise redelivered duplicates
 _NO_IDS = (0,) * RECENT_IDS
+
+
+def seen_key(dim: int, value: str | int) -> int:
+    """The ``seen`` table's key of a value of dimension ``dim`` (an ASN is an int)."""
+    h = value % M61 if type(value) is int else value_hash(value)
+    return (dim + 1) << 61 | h
+
+
+def fp_key(fingerprint: str) -> int:
+    """The fingerprint table's key of a prompt fingerprint (31 bits, never 0)."""
+    return value_hash(fingerprint) % PACK_KEY_MAX + 1
+
+
+def fp_label(key: int) -> str:
+    """How views name a fingerprint (campaign links): the hex of its table key.
+
+    >>> fp_label(fp_key("tmpl")) == fp_label(fp_key("tmpl")) != fp_label(fp_key("tmpl2"))
+    True
+    """
+    return f"{key:08x}"
 
 
 def event_id_hash(event_id: str) -> int:
@@ -83,7 +126,8 @@ class AccountState:
     Window state (open buckets, the closed buckets of the short view, the hour
     accumulator, distinct values) and the account's learned history (``stats``: fading
     mean/variance of its log volume per view kind; ``drift``: its drift detector; the
-    ``known`` flags in ``seen``), in one slotted object.
+    ``known`` flags in ``seen``), in one slotted object. ``seen`` and ``fps`` are integer
+    tables of :mod:`pipeline.features.table`.
     """
 
     __slots__ = (
@@ -111,7 +155,7 @@ class AccountState:
         self.cur: array | None = None  # the open bucket the last event went to
         self.ring: list[array] = []  # closed buckets inside the short view
         self.hour: array | None = None
-        self.seen: dict[object, int] = {}
+        self.seen: array = pairs()  # seen_key -> stamp (see _stamp)
         self.last_ts = 0.0
         self.hours_mask = 0  # UTC hours of day active in the last 24 h
         self.mask_hour = 0  # absolute hour of the mask's last update
@@ -119,22 +163,24 @@ class AccountState:
         self.stats_long: array | None = None
         self.drift = None  # the detector's per-account drift model (created on demand)
         self.views = 0  # short views scored (the history's length)
-        self.fps: dict[str, int] | None = None  # fingerprint -> last bucket << 1 | repeated
+        self.fps: array | None = None  # fp_key -> last bucket << 1 | repeated (packed)
         self.ids = array("q", _NO_IDS)  # stable hashes of the last RECENT_IDS event ids
         self.ids_at = 0
 
-    def remember(self, nets: list[str], agents: list[str]) -> None:
-        """Mark networks and clients as known to the account's history (bounded)."""
+    def remember(self, nets: list[int], agents: list[int]) -> None:
+        """Mark networks and clients (``seen`` keys) as known to the account's history
+        (bounded)."""
         seen = self.seen
         known = [0] * 8
-        for flags in seen.values():
+        for _, flags in pair_items(seen):
             if flags & KNOWN:
                 known[flags & 7] += 1
-        for values, dim in ((nets, D_NET), (agents, D_AGENT)):
-            for value in values:
-                v = seen.get(value)
-                if v is not None and not v & KNOWN and known[dim] < KNOWN_CAP:
-                    seen[value] = v | KNOWN
+        for keys, dim in ((nets, D_NET), (agents, D_AGENT)):
+            for key in keys:
+                p = pair_find(seen, key)
+                v = seen[p + 1]
+                if seen[p] and not v & KNOWN and known[dim] < KNOWN_CAP:
+                    seen[p + 1] = v | KNOWN
                     known[dim] += 1
 
 
@@ -150,9 +196,10 @@ class View:
     last_ts: float
     values: dict[str, float]
     counts: dict[str, int]
-    nets: list[str]  # distinct /24 or /48 networks seen in the view
-    agents: list[str]  # distinct user agents seen in the view
-    fingerprints: set[str]  # prompt fingerprints repeated within the view (templates)
+    nets: list[int]  # distinct /24 or /48 networks seen in the view (``seen`` keys)
+    agents: list[int]  # distinct user agents seen in the view (``seen`` keys)
+    fingerprints: set[str]  # prompt fingerprints repeated within the view (templates), as
+    # hex of their 31-bit hashes
     state: AccountState | None = None
 
 
@@ -165,28 +212,16 @@ def make_view(
     lo: int,
     hi: int,
     active_minutes: float,
+    ops: type[_Tables] | None = None,
 ) -> View:
     """Feature values of the counters ``b`` over ``[start, end)``; distinct values are
-    those of ``st.seen`` seen in buckets ``lo + 1 .. hi``."""
-    distinct = [0] * 8
-    nets: list[str] = []
-    agents: list[str] = []
+    those of ``st.seen`` seen in buckets ``lo + 1 .. hi``. ``ops``: the table operations
+    (default: the Python reference, :class:`_Tables`)."""
+    ops = ops or _Tables
+    distinct, nets, agents = ops.scan_seen(st.seen, lo, hi)
     fps: set[str] = set()
-    for value, v in st.seen.items():
-        last = v >> _LAST
-        if last > hi:  # seen again in a bucket still open: was it seen in the window too?
-            last = (v >> _PREV) & _M32
-        if lo < last <= hi:
-            dim = v & 7
-            distinct[dim] += 1
-            if dim == D_NET:
-                nets.append(str(value))
-            elif dim == D_AGENT:
-                agents.append(str(value))
-    if b[REP] and st.fps:
-        for fp, v in st.fps.items():
-            if v & 1 and (v >> 1) > lo:
-                fps.add(fp)
+    if b[REP] and st.fps is not None:
+        fps = {fp_label(key) for key in ops.repeated_fps(st.fps, lo)}
     n = b[REQ]
     minutes = (end - start) / 60.0
     fpd = b[FPD]
@@ -267,7 +302,11 @@ class WindowStore:
         min_long: int = 10,
         hot_factor: float = 3.0,
         young_views: int = 5,
+        native: bool = True,
     ) -> None:
+        """``native``: the close path's table operations in C when built (False: always
+        the Python reference, which the tests compare it with)."""
+        self.native = native
         self.bucket_seconds = bucket_seconds
         self._hot_log = math.log(hot_factor)
         self.young_views = young_views
@@ -355,38 +394,18 @@ class WindowStore:
                 o[GSQ] += gap * gap
             st.last_ts = ts
         # distinct values: last bucket seen, dimension, flags kept
-        seen = st.seen
-        get = seen.get
-        v = get(ev.api_key_id)
-        if v is None or v >> _LAST != index:
-            seen[ev.api_key_id] = _stamp(v, index, D_KEY)
-        v = get(ev.ip)
-        if v is None or v >> _LAST != index:
-            seen[ev.ip] = _stamp(v, index, D_IP)
-        prefix = net.prefix or ev.ip + "/"
-        v = get(prefix)
-        if v is None or v >> _LAST != index:
-            seen[prefix] = v = _stamp(v, index, D_NET)
-        if not v & KNOWN:
+        _see(st, D_KEY, ev.api_key_id, index)
+        _see(st, D_IP, ev.ip, index)
+        if not _see(st, D_NET, net.prefix or ev.ip + "/", index) & KNOWN:
             o[NNET] += 1
         if net.asn is not None:
-            v = get(net.asn)
-            if v is None or v >> _LAST != index:
-                seen[net.asn] = _stamp(v, index, D_ASN)
+            _see(st, D_ASN, net.asn, index)
         if net.country is not None:
-            v = get(net.country)
-            if v is None or v >> _LAST != index:
-                seen[net.country] = _stamp(v, index, D_COUNTRY)
-        agent = ev.user_agent
-        v = get(agent)
-        if v is None or v >> _LAST != index:
-            seen[agent] = v = _stamp(v, index, D_AGENT)
-        if not v & KNOWN:
+            _see(st, D_COUNTRY, net.country, index)
+        if not _see(st, D_AGENT, ev.user_agent, index) & KNOWN:
             o[NAGENT] += 1
         model = ev.model
-        v = get(model)
-        if v is None or v >> _LAST != index:
-            seen[model] = _stamp(v, index, D_MODEL)
+        _see(st, D_MODEL, model, index)
         first = self.model_first_seen.get(model)
         if first is None:
             first = self.model_first_seen[model] = ts
@@ -395,17 +414,20 @@ class WindowStore:
         fp = ev.prompt_fingerprint
         if fp is not None:
             o[FPD] += 1
+            key = fp_key(fp)
             fps = st.fps
             horizon = index - self.view_buckets
             if fps is None:
-                st.fps = {fp: index << 1}
+                st.fps = packed_set(packed(), key, index << 1)
             else:
-                v = fps.pop(fp, None)  # re-inserted at the end: the dict stays in LRU order
+                v = packed_get(fps, key)
                 if v is not None and (v >> 1) > horizon:
                     o[REP] += 1
-                    fps[fp] = index << 1 | 1
-                elif v is not None or len(fps) < FP_CAP or _expire_fps(fps, horizon):
-                    fps[fp] = index << 1
+                    st.fps = packed_set(fps, key, index << 1 | 1)
+                elif v is not None or fps[0] < FP_CAP:
+                    st.fps = packed_set(fps, key, index << 1)
+                elif (fresh := _Tables.expire_fps(fps, horizon)) is not None:
+                    st.fps = packed_set(fresh, key, index << 1)
                 # else: beyond the cap within the view: counted, not remembered
         return True
 
@@ -441,6 +463,9 @@ class WindowStore:
         self.closed_through = target
         return out
 
+    def _ops(self) -> type[_Tables]:
+        return _hot if self.native and _hot is not None else _Tables  # type: ignore[return-value]
+
     def _close(self, st: AccountState, index: int) -> View | None:
         for i, o in enumerate(st.open):
             if o[IDX] == index:
@@ -469,10 +494,11 @@ class WindowStore:
         horizon = index - self.view_buckets
         while ring[0][IDX] <= horizon:
             del ring[0]
-        if len(st.seen) > SEEN_CAP:
-            _prune(st.seen, horizon)
-        if st.fps:
-            _expire_fps(st.fps, horizon)
+        ops = self._ops()
+        if st.seen[0] > SEEN_CAP and (fresh := ops.prune_seen(st.seen, horizon)) is not None:
+            st.seen = fresh
+        if st.fps is not None and (fresh := ops.expire_fps(st.fps, horizon)) is not None:
+            st.fps = fresh
         if (index + 1) % self.view_buckets and not self._hot(st, o):
             return None  # between view boundaries, only a hot minute is worth a view
         if len(ring) == 1:
@@ -487,7 +513,7 @@ class WindowStore:
             roll[LAST] = max(b[LAST] for b in ring)
         end = (index + 1) * self.bucket_seconds
         start = end - self.view_buckets * self.bucket_seconds
-        return make_view(SHORT, st, float(start), float(end), roll, horizon, index, len(ring))
+        return make_view(SHORT, st, float(start), float(end), roll, horizon, index, len(ring), ops)
 
     def _hot(self, st: AccountState, o: array) -> bool:
         """Is this closed minute far above the account's usual rate (or has it no history)?
@@ -514,6 +540,7 @@ class WindowStore:
         start = end - hb * self.bucket_seconds
         hour_no = (end - 1) // 3600
         views = []
+        ops = self._ops()
         in_hour, self._in_hour = self._in_hour, []
         for st in sorted(in_hour, key=_by_id):
             h = st.hour
@@ -527,10 +554,13 @@ class WindowStore:
             st.hours_mask = mask | (1 << (hour_no % 24))
             st.mask_hour = hour_no
             if h is not None and h[REQ] >= self.min_long:
-                view = make_view(LONG, st, float(start), float(end), h, index - hb, index, h[IDX])
+                view = make_view(
+                    LONG, st, float(start), float(end), h, index - hb, index, h[IDX], ops
+                )
                 view.values["active_hours_24h"] = float(st.hours_mask.bit_count())
                 views.append(view)
-            _prune(st.seen, index - hb)
+            if (fresh := ops.prune_seen(st.seen, index - hb)) is not None:
+                st.seen = fresh
         return views
 
 
@@ -538,36 +568,82 @@ def _by_id(st: AccountState) -> str:
     return st.account_id
 
 
-def _stamp(v: int | None, index: int, dim: int) -> int:
-    """The ``seen`` value after a sighting in bucket ``index`` (``v``: the value before)."""
-    if v is None:
-        return index << _LAST | index << _PREV | dim
-    last = v >> _LAST
-    if index > last:
-        return index << _LAST | last << _PREV | (v & 15)
-    if ((v >> _PREV) & _M32) < index:  # a late sighting in an older, still open bucket
-        return (v & ~(_M32 << _PREV)) | index << _PREV
+def _see(st: AccountState, dim: int, value: str | int, index: int) -> int:
+    """Stamp a sighting of ``value`` in bucket ``index`` into ``st.seen``; its new stamp."""
+    key = seen_key(dim, value)
+    t = st.seen
+    p = pair_find(t, key)
+    if t[p]:
+        v = t[p + 1]
+        if v >> _LAST != index:
+            t[p + 1] = v = _stamp(v, index, dim)
+        return v
+    v = _stamp(None, index, dim)
+    st.seen = pair_set(t, key, v)
     return v
 
 
-def _prune(seen: dict[object, int], through: int) -> None:
-    """Drop values last seen at or before bucket ``through``, unless known to the history."""
-    floor = (through + 1) << _LAST
-    for value in [x for x, v in seen.items() if v < floor and not v & KNOWN]:
-        del seen[value]
+def _stamp(v: int | None, index: int, dim: int) -> int:
+    """The ``seen`` value after a sighting in bucket ``index`` (``v``: the value before).
 
-
-def _expire_fps(fps: dict[str, int], through: int) -> bool:
-    """Drop fingerprints last seen at or before bucket ``through``; True if any went.
-
-    ``fps`` is in least-recently-seen order, so this stops at the first fresh one.
+    The previous sighting is kept as a distance back from the last (saturated: beyond
+    2**28 buckets it is older than any window anyway).
     """
-    floor = (through + 1) << 1
-    old = []
-    for fp, v in fps.items():
-        if v >= floor:
-            break
-        old.append(fp)
-    for fp in old:
-        del fps[fp]
-    return bool(old)
+    if v is None:
+        return index << _LAST | dim
+    last = v >> _LAST
+    if index > last:
+        return index << _LAST | min(index - last, _BACK_MAX) << _BACK | (v & 15)
+    back = last - index
+    if back < (v >> _BACK) & _BACK_MAX:  # a late sighting in an older, still open bucket
+        return (v & ~(_BACK_MAX << _BACK)) | back << _BACK
+    return v
+
+
+class _Tables:
+    """The close path's operations on the ``seen`` and fingerprint tables, in Python: the
+    reference. :mod:`pipeline._hot` has the same four functions in C; a store uses those
+    when ``native`` (tests/unit/test_hot.py compares the two)."""
+
+    @staticmethod
+    def prune_seen(seen: array, through: int) -> array | None:
+        """The table without values last seen at or before bucket ``through`` (unless
+        known to the history), rebuilt to fit; None when there are none to drop."""
+        floor = (through + 1) << _LAST
+        if any(v < floor and not v & KNOWN for _, v in pair_items(seen)):
+            return pair_rebuild(seen, lambda k, v: v >= floor or bool(v & KNOWN))
+        return None
+
+    @staticmethod
+    def expire_fps(fps: array, through: int) -> array | None:
+        """The table without fingerprints last seen at or before bucket ``through``; None
+        when there are none to drop."""
+        floor = (through + 1) << 1
+        if any(v < floor for _, v in packed_items(fps)):
+            return packed_rebuild(fps, lambda k, v: v >= floor)
+        return None
+
+    @staticmethod
+    def scan_seen(seen: array, lo: int, hi: int) -> tuple[list[int], list[int], list[int]]:
+        """Distinct values per dimension seen in buckets ``lo + 1 .. hi``, and the keys of
+        the networks and of the clients among them."""
+        distinct = [0] * 8
+        nets: list[int] = []
+        agents: list[int] = []
+        for key, v in pair_items(seen):
+            last = v >> _LAST
+            if last > hi:  # seen again in a bucket still open: was it seen in the window too?
+                last -= (v >> _BACK) & _BACK_MAX
+            if lo < last <= hi:
+                dim = v & 7
+                distinct[dim] += 1
+                if dim == D_NET:
+                    nets.append(key)
+                elif dim == D_AGENT:
+                    agents.append(key)
+        return distinct, nets, agents
+
+    @staticmethod
+    def repeated_fps(fps: array, lo: int) -> list[int]:
+        """Keys of the fingerprints repeated (templates) in a bucket after ``lo``."""
+        return [key for key, v in packed_items(fps) if v & 1 and (v >> 1) > lo]

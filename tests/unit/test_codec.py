@@ -104,6 +104,9 @@ def test_reasons_are_specific() -> None:
         orjson.dumps({**VALID, "status": True}): "wrong_type",
         orjson.dumps({**VALID, "prompt_tokens": 10**12}): "out_of_range",
         orjson.dumps({**VALID, "ts": "2026-11-02T08:00:00+02:00"}): "invalid_timestamp",
+        # a request's time is within 2000-2099 (window indices fit the core's tables)
+        orjson.dumps({**VALID, "ts": "1999-12-31T23:59:59Z"}): "invalid_timestamp",
+        orjson.dumps({**VALID, "ts": "2100-01-01T00:00:00Z"}): "invalid_timestamp",
         orjson.dumps({k: v for k, v in VALID.items() if k != "model"}): "missing_field",
     }
     for raw, reason in cases.items():

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.features.windows import LONG, RECENT_IDS, SHORT, WindowStore
+from pipeline.features.windows import LONG, RECENT_IDS, SHORT, WindowStore, fp_key, fp_label
 from pipeline.records import Enriched, NetworkInfo, RequestEvent
 
 T0 = 1_793_606_400.0  # an hour boundary
@@ -96,7 +96,7 @@ def test_fingerprints_repeated_within_the_view_are_templates() -> None:
         ws.add(_rec(T0 + 240 + i, "a", 1, 0, "tmpl" if i % 2 else f"one-{i}"))
     ws.add(_rec(T0 + 300, "a", 1, 0, None))
     ((_, (view,)),) = ws.advance()
-    assert view.fingerprints == {"tmpl"}
+    assert view.fingerprints == {fp_label(fp_key("tmpl"))}
     assert view.values["template_reuse"] == 5 / 12  # 6 uses of the template, 5 of them repeats
 
 

@@ -1,0 +1,93 @@
+"""Integer hash tables (pipeline/features/table.py), and their C twins in pipeline._hot."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline import _hot
+from pipeline.features import table
+from pipeline.features.windows import _LAST, KNOWN, _Tables
+
+KEYS = st.integers(min_value=1, max_value=2**64 - 1)
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80)
+
+
+@given(st.lists(st.tuples(KEYS, st.integers(0, 2**64 - 1)), max_size=300))
+def test_pair_table_behaves_as_a_dict(ops: list[tuple[int, int]]) -> None:
+    t, model = table.pairs(), {}
+    for key, value in ops:
+        t = table.pair_set(t, key, value)
+        model[key] = value
+    assert t[0] == len(model)
+    assert dict(table.pair_items(t)) == model
+    assert all(table.pair_get(t, k) == v for k, v in model.items())
+    cap = (len(t) >> 1) - 1
+    assert cap & (cap - 1) == 0 and len(model) * 4 <= cap * 3  # a power of two, <= 3/4 full
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, table.PACK_KEY_MAX), st.integers(0, table.PACK_MASK)),
+        max_size=200,
+    ),
+    st.integers(0, table.PACK_MASK),
+)
+def test_packed_table_behaves_as_a_dict_and_rebuilds_to_fit(
+    ops: list[tuple[int, int]], floor: int
+) -> None:
+    t, model = table.packed(), {}
+    for key, value in ops:
+        t = table.packed_set(t, key, value)
+        model[key] = value
+    assert dict(table.packed_items(t)) == model
+    kept = table.packed_rebuild(t, lambda k, v: v >= floor)
+    assert dict(table.packed_items(kept)) == {k: v for k, v in model.items() if v >= floor}
+    assert len(kept) - 1 == table._room(kept[0] - 1, table.PACKED_MIN)
+
+
+@given(TEXT)
+def test_value_hash_in_c_equals_python(text: str) -> None:
+    assert _hot.value_hash(text) == table.value_hash(text) < table.M61
+
+
+def test_value_hash_separates_neighbours() -> None:
+    texts = [f"198.51.{a}.{b}" for a in range(256) for b in range(256)]
+    assert len({table.value_hash(t) for t in texts}) == len(texts)
+    assert table.value_hash("a") != table.value_hash("a\x00")
+
+
+# seen values: last bucket << 32 | back << 4 | flags (windows._stamp)
+SEEN_VALUES = st.builds(
+    lambda last, back, flags: last << _LAST | back << 4 | flags,
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**28 - 1),
+    st.integers(0, 15),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(KEYS, SEEN_VALUES), max_size=120),
+    st.integers(70, 2**32 - 1),  # bucket indices of 2000-2099 (codec), well above a window
+    st.integers(0, 70),
+)
+def test_close_path_table_operations_in_c_equal_python(
+    entries: list[tuple[int, int]], hi: int, width: int
+) -> None:
+    seen = table.pairs()
+    for key, value in entries:
+        seen = table.pair_set(seen, key, value)
+    lo = hi - width
+    assert _hot.scan_seen(seen, lo, hi) == _Tables.scan_seen(seen, lo, hi)
+    c, py = _hot.prune_seen(seen, lo), _Tables.prune_seen(seen, lo)
+    assert (c is None) == (py is None) and (c is None or c == py)
+    if py is not None:
+        floor = (lo + 1) << _LAST
+        assert all(v >= floor or v & KNOWN for _, v in table.pair_items(py))
+    fps = table.packed()
+    for key, value in entries:
+        fps = table.packed_set(fps, key % table.PACK_KEY_MAX + 1, (value >> 30) & table.PACK_MASK)
+    c, py = _hot.expire_fps(fps, lo), _Tables.expire_fps(fps, lo)
+    assert (c is None) == (py is None) and (c is None or c == py)
+    assert _hot.repeated_fps(fps, lo) == _Tables.repeated_fps(fps, lo)
