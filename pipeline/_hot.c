@@ -65,7 +65,7 @@ static PyObject *k_org, *k_fp, *k_rq, *k_rs;
 static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_cur, *a_open, *a_seen,
     *a_last_ts, *a_fps, *a_ids, *a_ids_at, *a_cache, *a_overrides, *a_lookup, *a_kind,
-    *a_prefix, *a_asn, *a_country;
+    *a_prefix, *a_asn, *a_country, *a_hot_memo;
 
 /* ---- BLAKE2b with an 8-byte digest (hashlib.blake2b(data, digest_size=8)) ---- */
 static const uint64_t b2_iv[8] = {
@@ -784,9 +784,140 @@ static PyObject *network_info(PyObject *network, PyObject *ip, double ts) {
     return info;
 }
 
+/* the seen keys of an address's network, and whether it is a risky kind */
 typedef struct {
-    PyObject *kind, *prefix, *asn, *country;
-} Net;
+    uint64_t net, asn, country; /* asn, country: 0 when unknown */
+    int risky;
+} NetKeys;
+
+#define MEMO_SLOTS 65536 /* direct-mapped, 4 words each: 2 MB per enricher */
+#define MEMO_VALID (1ULL << 61)
+#define MEMO_RISKY (1ULL << 62)
+
+/* NetKeys from a NetworkInfo; 1, or 0 when a field is not what the Python path expects */
+static int keys_of_info(PyObject *info, PyObject *ip, NetKeys *nk) {
+    PyObject *kind = NULL, *prefix = NULL, *asn = NULL, *country = NULL;
+    int rc = -1;
+    const char *u;
+    Py_ssize_t un;
+    if ((kind = PyObject_GetAttr(info, a_kind)) == NULL ||
+        (prefix = PyObject_GetAttr(info, a_prefix)) == NULL ||
+        (asn = PyObject_GetAttr(info, a_asn)) == NULL ||
+        (country = PyObject_GetAttr(info, a_country)) == NULL)
+        goto done;
+    int risky = PySet_Contains(risky_kinds, kind);
+    if (risky < 0) goto done;
+    nk->risky = risky;
+    rc = 0;
+    if (prefix != Py_None && !PyUnicode_CheckExact(prefix)) goto done;
+    if (prefix == Py_None || PyUnicode_GET_LENGTH(prefix) == 0) { /* windows: ip + "/" */
+        uint8_t buf[64];
+        if ((u = PyUnicode_AsUTF8AndSize(ip, &un)) == NULL || un > 60) goto clear;
+        memcpy(buf, u, (size_t)un);
+        buf[un] = '/';
+        nk->net = ((uint64_t)(D_NET + 1) << 61) | value_hash(buf, (size_t)un + 1);
+    } else {
+        if ((u = PyUnicode_AsUTF8AndSize(prefix, &un)) == NULL) goto clear;
+        nk->net = ((uint64_t)(D_NET + 1) << 61) | value_hash((const uint8_t *)u, (size_t)un);
+    }
+    nk->asn = 0;
+    if (asn != Py_None) {
+        int overflow;
+        if (!PyLong_CheckExact(asn)) goto done;
+        long long a = PyLong_AsLongLongAndOverflow(asn, &overflow);
+        if (overflow || (a == -1 && PyErr_Occurred())) goto clear;
+        long long m = a % (long long)M61;
+        if (m < 0) m += (long long)M61;
+        nk->asn = ((uint64_t)(D_ASN + 1) << 61) | (uint64_t)m;
+    }
+    nk->country = 0;
+    if (country != Py_None) {
+        if (!PyUnicode_CheckExact(country)) goto done;
+        if ((u = PyUnicode_AsUTF8AndSize(country, &un)) == NULL) goto clear;
+        nk->country = ((uint64_t)(D_COUNTRY + 1) << 61) | value_hash((const uint8_t *)u, (size_t)un);
+    }
+    rc = 1;
+    goto done;
+clear:
+    PyErr_Clear();
+    rc = 0;
+done:
+    Py_XDECREF(kind);
+    Py_XDECREF(prefix);
+    Py_XDECREF(asn);
+    Py_XDECREF(country);
+    return rc;
+}
+
+/* The network keys of ``ip`` at ``ts``: 1, 0 to take the Python path, -1 on error.
+ *
+ * Without intel overrides, the network of an address is a function of the address alone
+ * (the enricher's static data), so its keys are memoised in the enricher's ``hot_memo``
+ * (direct-mapped by the address's key; an event then reads one entry instead of the
+ * cache dict, the NetworkInfo and four of its fields). With overrides, every event asks
+ * NetworkEnricher.lookup, as the Python path does, and nothing is memoised. */
+static int net_keys(PyObject *network, PyObject *ip, double ts, uint64_t k_ip, NetKeys *nk) {
+    PyObject *overrides = PyObject_GetAttr(network, a_overrides);
+    if (overrides == NULL) return -1;
+    int has = PyObject_IsTrue(overrides);
+    Py_DECREF(overrides);
+    if (has < 0) return -1;
+    PyObject *memo = NULL;
+    Py_buffer mv;
+    uint64_t *entry = NULL, tag = (k_ip & M61) | MEMO_VALID;
+    if (!has) {
+        memo = PyObject_GetAttr(network, a_hot_memo);
+        if (memo == NULL) return -1;
+        if (memo == Py_None) {
+            Py_DECREF(memo);
+            PyObject *zeros = PyBytes_FromStringAndSize(NULL, MEMO_SLOTS * 32);
+            if (zeros == NULL) return -1;
+            memset(PyBytes_AS_STRING(zeros), 0, MEMO_SLOTS * 32);
+            memo = PyObject_CallFunction(array_type, "sO", "Q", zeros);
+            Py_DECREF(zeros);
+            if (memo == NULL || PyObject_SetAttr(network, a_hot_memo, memo) < 0) {
+                Py_XDECREF(memo);
+                return -1;
+            }
+        }
+        if (PyObject_GetBuffer(memo, &mv, PyBUF_WRITABLE) < 0) {
+            Py_DECREF(memo);
+            return -1;
+        }
+        if (mv.len != MEMO_SLOTS * 32) {
+            PyBuffer_Release(&mv);
+            Py_DECREF(memo);
+            return 0;
+        }
+        entry = (uint64_t *)mv.buf + 4 * slot_of(k_ip, MEMO_SLOTS);
+        if ((entry[0] & ~MEMO_RISKY) == tag) {
+            nk->net = entry[1];
+            nk->asn = entry[2];
+            nk->country = entry[3];
+            nk->risky = (entry[0] & MEMO_RISKY) != 0;
+            PyBuffer_Release(&mv);
+            Py_DECREF(memo);
+            return 1;
+        }
+    }
+    int rc = -1;
+    PyObject *info = network_info(network, ip, ts);
+    if (info != NULL) {
+        rc = keys_of_info(info, ip, nk);
+        Py_DECREF(info);
+    }
+    if (entry != NULL) {
+        if (rc == 1) {
+            entry[0] = tag | (nk->risky ? MEMO_RISKY : 0);
+            entry[1] = nk->net;
+            entry[2] = nk->asn;
+            entry[3] = nk->country;
+        }
+        PyBuffer_Release(&mv);
+        Py_DECREF(memo);
+    }
+    return rc;
+}
 
 static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
@@ -798,10 +929,9 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (max_skew == -1.0 && PyErr_Occurred()) return NULL;
     if (!PyBytes_CheckExact(raw)) return PyLong_FromLong(FALLBACK);
 
-    PyObject *doc = NULL, *ip = NULL, *info = NULL, *st = NULL, *result = NULL;
+    PyObject *doc = NULL, *ip = NULL, *st = NULL, *result = NULL;
     PyObject *o = NULL, *ids = NULL;
     Table seen = {NULL}, fps = {NULL};
-    Net net = {NULL, NULL, NULL, NULL};
     Py_buffer bv;
     int have_bv = 0;
     Fields e;
@@ -869,20 +999,12 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (get_ll_attr(st, a_ids_at, &at) < 0) goto error;
     if (at < 0 || at >= RECENT_IDS) goto fallback; /* never so; the write below relies on it */
 
-    info = network_info(network, ip, e.ts);
-    if (info == NULL) goto error;
-    if ((net.kind = PyObject_GetAttr(info, a_kind)) == NULL ||
-        (net.prefix = PyObject_GetAttr(info, a_prefix)) == NULL ||
-        (net.asn = PyObject_GetAttr(info, a_asn)) == NULL ||
-        (net.country = PyObject_GetAttr(info, a_country)) == NULL)
-        goto error;
-    int risky = PySet_Contains(risky_kinds, net.kind);
-    if (risky < 0) goto error;
     if (get_ll_attr(ws, a_view_buckets, &view_buckets) < 0) goto error;
     if (get_double_attr(ws, a_grace, &grace) < 0) goto error;
 
     /* the seen keys (windows.seen_key) and the fingerprint key (windows.fp_key) */
-    uint64_t k_key, k_ip, k_net, k_asn = 0, k_country = 0, k_agent, k_model, k_fp = 0;
+    uint64_t k_key, k_ip, k_agent, k_model, k_fp = 0;
+    NetKeys nk;
     {
         const char *u;
         Py_ssize_t un;
@@ -894,37 +1016,6 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     dst = ((uint64_t)((dim) + 1) << 61) | value_hash((const uint8_t *)u, (size_t)un)
         SKEY(D_KEY, e.f[R_KEY], k_key);
         SKEY(D_IP, ip, k_ip);
-        if (net.prefix != Py_None && !PyUnicode_Check(net.prefix)) goto fallback;
-        if (net.prefix == Py_None || PyUnicode_GET_LENGTH(net.prefix) == 0) {
-            /* ip + "/" */
-            uint8_t buf[64];
-            if ((u = PyUnicode_AsUTF8AndSize(ip, &un)) == NULL || un > 60) {
-                PyErr_Clear();
-                goto fallback;
-            }
-            memcpy(buf, u, (size_t)un);
-            buf[un] = '/';
-            k_net = ((uint64_t)(D_NET + 1) << 61) | value_hash(buf, (size_t)un + 1);
-        } else {
-            SKEY(D_NET, net.prefix, k_net);
-        }
-        if (net.asn != Py_None) {
-            long long a;
-            int overflow;
-            if (!PyLong_CheckExact(net.asn)) goto fallback;
-            a = PyLong_AsLongLongAndOverflow(net.asn, &overflow);
-            if (overflow || (a == -1 && PyErr_Occurred())) {
-                PyErr_Clear();
-                goto fallback;
-            }
-            long long m = a % (long long)M61;
-            if (m < 0) m += (long long)M61;
-            k_asn = ((uint64_t)(D_ASN + 1) << 61) | (uint64_t)m;
-        }
-        if (net.country != Py_None) {
-            if (!PyUnicode_CheckExact(net.country)) goto fallback;
-            SKEY(D_COUNTRY, net.country, k_country);
-        }
         SKEY(D_AGENT, e.f[R_UA], k_agent);
         SKEY(D_MODEL, e.f[R_MODEL], k_model);
 #undef SKEY
@@ -936,6 +1027,10 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
             k_fp = value_hash((const uint8_t *)u, (size_t)un) % PACK_KEY_MAX + 1;
         }
     }
+    int nrc = net_keys(network, ip, e.ts, k_ip, &nk);
+    if (nrc < 0) goto error;
+    if (nrc == 0) goto fallback;
+    int risky = nk.risky;
     PyObject *seen_obj = PyObject_GetAttr(st, a_seen);
     if (seen_obj == NULL || table_open(&seen, seen_obj) < 0) goto error;
     if (seen.n < 4 || ((seen.n >> 1) - 1) & ((seen.n >> 1) - 2)) goto fallback; /* not a table */
@@ -1066,10 +1161,10 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     uint64_t v, ui = (uint64_t)index;
     if (see(&seen, st, k_key, ui, D_KEY, &v) < 0) goto error;
     if (see(&seen, st, k_ip, ui, D_IP, &v) < 0) goto error;
-    if (see(&seen, st, k_net, ui, D_NET, &v) < 0) goto error;
+    if (see(&seen, st, nk.net, ui, D_NET, &v) < 0) goto error;
     if (!(v & KNOWN)) b[NNET] += 1;
-    if (net.asn != Py_None && see(&seen, st, k_asn, ui, D_ASN, &v) < 0) goto error;
-    if (net.country != Py_None && see(&seen, st, k_country, ui, D_COUNTRY, &v) < 0) goto error;
+    if (nk.asn && see(&seen, st, nk.asn, ui, D_ASN, &v) < 0) goto error;
+    if (nk.country && see(&seen, st, nk.country, ui, D_COUNTRY, &v) < 0) goto error;
     if (see(&seen, st, k_agent, ui, D_AGENT, &v) < 0) goto error;
     if (!(v & KNOWN)) b[NAGENT] += 1;
     if (see(&seen, st, k_model, ui, D_MODEL, &v) < 0) goto error;
@@ -1144,16 +1239,11 @@ done:
     if (have_bv) PyBuffer_Release(&bv);
     Py_XDECREF(doc);
     Py_XDECREF(ip);
-    Py_XDECREF(info);
     Py_XDECREF(st);
     table_close(&seen);
     table_close(&fps);
     Py_XDECREF(o);
     Py_XDECREF(ids);
-    Py_XDECREF(net.kind);
-    Py_XDECREF(net.prefix);
-    Py_XDECREF(net.asn);
-    Py_XDECREF(net.country);
     return result;
 }
 
@@ -1244,5 +1334,6 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_prefix, "prefix");
     INTERN(a_asn, "asn");
     INTERN(a_country, "country");
+    INTERN(a_hot_memo, "hot_memo");
     return PyModule_Create(&module);
 }

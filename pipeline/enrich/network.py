@@ -310,6 +310,9 @@ class NetworkEnricher:
         self._cache: dict[str, tuple[NetworkInfo, int, int]] = {}  # text -> info, version, int
         self._cache_size = cache_size
         self.overrides = Overrides()
+        # pipeline._hot's memo of each address's seen keys (static data only: never
+        # filled while overrides exist); created by the C hot path on first use
+        self.hot_memo = None
 
     @classmethod
     def from_settings(cls, n: NetworkSettings) -> NetworkEnricher:

@@ -149,6 +149,27 @@ def test_overrides_take_the_enricher_path(network: NetworkEnricher) -> None:
     assert taken == counts.processed - 1  # all but the partition's first event
 
 
+def test_memoised_networks_give_way_to_overrides(network: NetworkEnricher) -> None:
+    """The C path memoises each address's network keys while there are no overrides; an
+    override arriving later must still win, as on the Python path."""
+    states, risky = [], []
+    for native in (True, False):
+        enricher = NetworkEnricher(network._builtin, network._mmdb)
+        flow = Flow(CFG, enricher, partitions={0}, native=native)
+        for i in range(600):
+            if i == 300:  # addresses memoised by now; they become a proxy network
+                enricher.overrides.put(IntelRecord("198.51.100.0/24", "proxy", "corp"))
+            ev = _event(i, "a1", i * 2.0, ip=f"198.51.100.{i % 5}")
+            flow.process_message(b"a1", orjson.dumps(ev), Source("t", 0, i))
+        st = flow.shards[0].windows.accounts["a1"]
+        risky.append(sum(b[6] for b in st.ring + st.open))  # RISKY counters
+        for sh in flow.shards.values():
+            sh.windows.native = None
+        states.append(_plain(flow.shards[0]))
+    assert states[0] == states[1]
+    assert risky[0] > 0
+
+
 def test_fingerprint_cap_and_expiry(network: NetworkEnricher) -> None:
     """One account cycling far more prompt fingerprints than it remembers (FP_CAP)."""
     messages = [
