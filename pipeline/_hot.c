@@ -272,13 +272,18 @@ static void table_close(Table *tb) {
 
 /* a new table (array('Q')) of ``cap`` slots holding ``words`` (slot contents in slot
  * order, two words per pair slot) re-inserted: table.pair_rebuild / packed_rebuild */
-static PyObject *make_table(uint64_t cap, const uint64_t *words, uint64_t nwords, int pairs) {
-    uint64_t n = pairs ? 2 * (cap + 1) : cap + 1;
-    PyObject *zeros = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * 8));
+/* array('Q') of ``words`` zeros */
+static PyObject *zero_array(uint64_t words) {
+    PyObject *zeros = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(words * 8));
     if (zeros == NULL) return NULL;
-    memset(PyBytes_AS_STRING(zeros), 0, n * 8);
-    PyObject *nt = PyObject_CallFunction(array_type, "sO", "Q", zeros);
+    memset(PyBytes_AS_STRING(zeros), 0, words * 8);
+    PyObject *arr = PyObject_CallFunction(array_type, "sO", "Q", zeros);
     Py_DECREF(zeros);
+    return arr;
+}
+
+static PyObject *make_table(uint64_t cap, const uint64_t *words, uint64_t nwords, int pairs) {
+    PyObject *nt = zero_array(pairs ? 2 * (cap + 1) : cap + 1);
     if (nt == NULL) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(nt, &view, PyBUF_WRITABLE) < 0) {
@@ -590,14 +595,24 @@ static int rtable(PyObject *obj, RTable *r) {
     return 0;
 }
 
+/* the arguments (table, int[, int]) of a close-path function; the table opened for reading */
+static int table_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t ints,
+                      const char *usage, RTable *r, long long *a, long long *b) {
+    if (nargs != 1 + ints) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    long long *out[2] = {a, b};
+    for (Py_ssize_t i = 0; i < ints; i++)
+        if ((*out[i] = PyLong_AsLongLong(args[1 + i])) == -1 && PyErr_Occurred()) return -1;
+    return rtable(args[0], r);
+}
+
 static PyObject *hot_expire_fps(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     long long through;
     RTable r;
-    if (nargs != 2 || ((through = PyLong_AsLongLong(args[1])) == -1 && PyErr_Occurred())) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "expire_fps(fps, through)");
+    if (table_args(args, nargs, 1, "expire_fps(fps, through)", &r, &through, NULL) < 0)
         return NULL;
-    }
-    if (rtable(args[0], &r) < 0) return NULL;
     PyObject *out = filtered(r.t, r.n, 0, (uint64_t)(through + 1) << 1, 0, PACKED_MIN);
     PyBuffer_Release(&r.view);
     return out;
@@ -606,11 +621,8 @@ static PyObject *hot_expire_fps(PyObject *self, PyObject *const *args, Py_ssize_
 static PyObject *hot_prune_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     long long through;
     RTable r;
-    if (nargs != 2 || ((through = PyLong_AsLongLong(args[1])) == -1 && PyErr_Occurred())) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "prune_seen(seen, through)");
+    if (table_args(args, nargs, 1, "prune_seen(seen, through)", &r, &through, NULL) < 0)
         return NULL;
-    }
-    if (rtable(args[0], &r) < 0) return NULL;
     PyObject *out = filtered(r.t, r.n, 1, (uint64_t)(through + 1) << S_LAST, 1, PAIRS_MIN);
     PyBuffer_Release(&r.view);
     return out;
@@ -619,12 +631,7 @@ static PyObject *hot_prune_seen(PyObject *self, PyObject *const *args, Py_ssize_
 static PyObject *hot_scan_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     long long lo, hi;
     RTable r;
-    if (nargs != 3 || ((lo = PyLong_AsLongLong(args[1])) == -1 && PyErr_Occurred()) ||
-        ((hi = PyLong_AsLongLong(args[2])) == -1 && PyErr_Occurred())) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "scan_seen(seen, lo, hi)");
-        return NULL;
-    }
-    if (rtable(args[0], &r) < 0) return NULL;
+    if (table_args(args, nargs, 2, "scan_seen(seen, lo, hi)", &r, &lo, &hi) < 0) return NULL;
     long distinct[8] = {0};
     PyObject *nets = PyList_New(0), *agents = PyList_New(0), *out = NULL;
     if (nets == NULL || agents == NULL) goto done;
@@ -658,11 +665,7 @@ done:
 static PyObject *hot_repeated_fps(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     long long lo;
     RTable r;
-    if (nargs != 2 || ((lo = PyLong_AsLongLong(args[1])) == -1 && PyErr_Occurred())) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "repeated_fps(fps, lo)");
-        return NULL;
-    }
-    if (rtable(args[0], &r) < 0) return NULL;
+    if (table_args(args, nargs, 1, "repeated_fps(fps, lo)", &r, &lo, NULL) < 0) return NULL;
     PyObject *out = PyList_New(0);
     for (uint64_t p = 1; out != NULL && p < r.n; p++) {
         uint64_t w = r.t[p], v = w & PACK_MASK;
@@ -870,11 +873,7 @@ static int net_keys(PyObject *network, PyObject *ip, double ts, uint64_t k_ip, N
         if (memo == NULL) return -1;
         if (memo == Py_None) {
             Py_DECREF(memo);
-            PyObject *zeros = PyBytes_FromStringAndSize(NULL, MEMO_SLOTS * 32);
-            if (zeros == NULL) return -1;
-            memset(PyBytes_AS_STRING(zeros), 0, MEMO_SLOTS * 32);
-            memo = PyObject_CallFunction(array_type, "sO", "Q", zeros);
-            Py_DECREF(zeros);
+            memo = zero_array(4 * MEMO_SLOTS);
             if (memo == NULL || PyObject_SetAttr(network, a_hot_memo, memo) < 0) {
                 Py_XDECREF(memo);
                 return -1;
