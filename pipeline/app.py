@@ -365,7 +365,8 @@ def create_app(
     @app.page("/accounting")
     async def accounting(web: Any, request: Any) -> Any:
         """Per input partition held here: consumed = processed + dead-lettered, and the
-        offset its state has reached; snapshots saved and restored by this process."""
+        offset its state has reached; the same for the campaign stage when it is held here
+        (null otherwise); snapshots saved and restored by this process."""
         parts = {
             str(p): {
                 "consumed": sh.counts.consumed,
@@ -376,8 +377,18 @@ def create_app(
             }
             for p, sh in sorted(flow.shards.items())
         }
+        stage_unit = unit_name("digests", 0)
+        stage = (
+            {
+                "next_offset": stage_box.get("next_offset", 0),
+                "snapshot_offset": ckpt.saved_offsets.get(stage_unit),
+            }
+            if stage_unit in owned
+            else None
+        )
         body = {
             "partitions": parts,
+            "campaign_stage": stage,
             "snapshots_saved": ckpt.saved,
             "snapshots_restored": ckpt.restored,
             "snapshots_refused": ckpt.refused,

@@ -56,9 +56,14 @@ def _consumed(settings) -> int:
 
 
 def _since_snapshot(settings) -> int:
-    """Records the worker has consumed since its last snapshot (0 before the first)."""
-    parts = _accounting(settings).get("partitions", {}).values()
+    """Records the worker has consumed since its last snapshot (0 until every shard and the
+    campaign stage have one: the stage is saved on its first digest after each interval)."""
+    acc = _accounting(settings)
+    parts = acc.get("partitions", {}).values()
+    stage = acc.get("campaign_stage") or {}
     if not parts or any(p["snapshot_offset"] is None for p in parts):
+        return 0
+    if stage.get("snapshot_offset") is None:
         return 0
     return sum(p["next_offset"] - p["snapshot_offset"] for p in parts)
 
