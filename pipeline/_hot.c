@@ -633,8 +633,8 @@ static PyObject *hot_scan_seen(PyObject *self, PyObject *const *args, Py_ssize_t
     RTable r;
     if (table_args(args, nargs, 2, "scan_seen(seen, lo, hi)", &r, &lo, &hi) < 0) return NULL;
     long distinct[8] = {0};
-    PyObject *nets = PyList_New(0), *agents = PyList_New(0), *out = NULL;
-    if (nets == NULL || agents == NULL) goto done;
+    PyObject *nets = PyList_New(0), *agents = PyList_New(0), *ips = PyList_New(0), *out = NULL;
+    if (nets == NULL || agents == NULL || ips == NULL) goto done;
     for (uint64_t p = 2; p + 1 < r.n; p += 2) {
         uint64_t key = r.t[p], v = r.t[p + 1];
         if (!key) continue;
@@ -643,9 +643,10 @@ static PyObject *hot_scan_seen(PyObject *self, PyObject *const *args, Py_ssize_t
         if (lo < last && last <= hi) {
             int dim = (int)(v & 7);
             distinct[dim]++;
-            if (dim == D_NET || dim == D_AGENT) {
+            if (dim == D_NET || dim == D_AGENT || dim == D_IP) {
+                PyObject *to = dim == D_NET ? nets : dim == D_AGENT ? agents : ips;
                 PyObject *k = PyLong_FromUnsignedLongLong(key);
-                if (k == NULL || PyList_Append(dim == D_NET ? nets : agents, k) < 0) {
+                if (k == NULL || PyList_Append(to, k) < 0) {
                     Py_XDECREF(k);
                     goto done;
                 }
@@ -653,11 +654,12 @@ static PyObject *hot_scan_seen(PyObject *self, PyObject *const *args, Py_ssize_t
             }
         }
     }
-    out = Py_BuildValue("[llllllll]OO", distinct[0], distinct[1], distinct[2], distinct[3],
-                        distinct[4], distinct[5], distinct[6], distinct[7], nets, agents);
+    out = Py_BuildValue("[llllllll]OOO", distinct[0], distinct[1], distinct[2], distinct[3],
+                        distinct[4], distinct[5], distinct[6], distinct[7], nets, agents, ips);
 done:
     Py_XDECREF(nets);
     Py_XDECREF(agents);
+    Py_XDECREF(ips);
     PyBuffer_Release(&r.view);
     return out;
 }
@@ -1284,7 +1286,7 @@ static PyMethodDef methods[] = {
     {"prune_seen", (PyCFunction)(void (*)(void))hot_prune_seen, METH_FASTCALL,
      "prune_seen(seen, through) -> table | None (windows._Tables.prune_seen)."},
     {"scan_seen", (PyCFunction)(void (*)(void))hot_scan_seen, METH_FASTCALL,
-     "scan_seen(seen, lo, hi) -> (distinct, nets, agents) (windows._Tables.scan_seen)."},
+     "scan_seen(seen, lo, hi) -> (distinct, nets, agents, ips) (windows._Tables.scan_seen)."},
     {"repeated_fps", (PyCFunction)(void (*)(void))hot_repeated_fps, METH_FASTCALL,
      "repeated_fps(fps, lo) -> keys (windows._Tables.repeated_fps)."},
     {"configure", (PyCFunction)(void (*)(void))hot_configure, METH_VARARGS | METH_KEYWORDS,

@@ -5,11 +5,20 @@ share. Each closed 5-minute view contributes *links* for its account:
 
 * ``template``: a prompt fingerprint the account reuses (view ``template_reuse`` >= 0.5),
   i.e. a templated prompt; benign one-off prompts never link;
-* ``payment``: the account's payment fingerprint.
+* ``payment``: the account's payment fingerprint;
+* ``infra``: an (address, HTTP client) pair the view used, only from a
+  *suspicious* view (two of: account younger than 30 days, no verified payment, mostly
+  hosting/VPN/Tor/proxy traffic), at most ``MAX_INFRA`` per view. An address, not its
+  /24: one cloud /24 serves many unrelated tenants running the same SDK.
 
-Networks are deliberately *not* links: a university or a company behind one NAT shares
-addresses without being a campaign (network sharing is reported as context instead).
-Accounts of the same organisation count once: an org's own accounts may share templates.
+Shared infrastructure alone is weak evidence: a university or a company behind one NAT, or
+customers of one cloud using one SDK, share it without being a campaign. Hence infra links
+come only from suspicious views (an established or verified account never links by its
+network), and a component held together by infra links alone is a campaign only when it is
+also a *creation cohort*: at least ``cohort_share`` of its members were created within
+``cohort_days`` of the members' median creation time (fleets are registered in batches;
+benign neighbours are not). Accounts of the same organisation count once: an org's own
+accounts may share templates and networks.
 
 Every ``every`` buckets, the accounts linked within the last ``window`` buckets are grouped
 into connected components. A component is a campaign when it spans at least
@@ -34,8 +43,10 @@ from pipeline.alerts.policy import stable_id
 from pipeline.features.windows import View
 from pipeline.records import Account, Alert, Reason
 
-DETECTOR = "campaign-shared-templates"
+DETECTOR = "campaign-shared-links"
 _DAY = 86_400.0
+MAX_INFRA = 16  # infra links per view: (network, client) pairs in key order
+STRONG = ("template", "payment")  # link kinds that make a campaign without a cohort
 
 
 @dataclass(slots=True)
@@ -47,7 +58,7 @@ class CampaignInput:
     """
 
     account_id: str
-    keys: list[tuple[str, str]]  # links: ("template", fingerprint) / ("payment", fingerprint)
+    keys: list[tuple[str, str]]  # links: (kind, value), kinds "template", "payment", "infra"
     org: str
     young: bool
     unverified: bool
@@ -56,6 +67,7 @@ class CampaignInput:
     completion_tokens: int
     first_ts: float
     last_ts: float
+    created_at: float | None = None  # the account's creation time (None: unknown account)
 
 
 def campaign_input(view: View, account: Account | None) -> CampaignInput | None:
@@ -65,19 +77,26 @@ def campaign_input(view: View, account: Account | None) -> CampaignInput | None:
         keys.extend(("template", fp) for fp in sorted(view.fingerprints))
     if account is not None and account.payment_fingerprint:
         keys.append(("payment", account.payment_fingerprint))
+    young = account is None or (view.end - account.created_at) < 30 * _DAY
+    unverified = account is None or not account.payment_verified
+    risky = view.values["risky_network_share"] >= 0.5
+    if young + unverified + risky >= 2:
+        pairs = sorted(f"{ip:x}/{agent:x}" for ip in view.ips for agent in view.agents)
+        keys.extend(("infra", pair) for pair in pairs[:MAX_INFRA])
     if not keys:
         return None
     return CampaignInput(
         account_id=view.account_id,
         keys=keys,
         org=account.org_id if account else view.account_id,
-        young=account is None or (view.end - account.created_at) < 30 * _DAY,
-        unverified=account is None or not account.payment_verified,
-        risky=view.values["risky_network_share"] >= 0.5,
+        young=young,
+        unverified=unverified,
+        risky=risky,
         requests=view.counts["requests"],
         completion_tokens=view.counts["completion_tokens"],
         first_ts=view.first_ts,
         last_ts=view.last_ts,
+        created_at=account.created_at if account else None,
     )
 
 
@@ -155,6 +174,7 @@ class _Member:
     completion_tokens: int = 0
     first_ts: float = float("inf")
     last_ts: float = 0.0
+    created_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -180,6 +200,8 @@ class CampaignDetector:
         min_orgs: int = 5,
         suspicious_share: float = 0.6,
         resolve_after: int = 30,
+        cohort_days: float = 1.0,
+        cohort_share: float = 0.8,
     ) -> None:
         self.bucket_seconds = bucket_seconds
         self.window = window
@@ -187,6 +209,8 @@ class CampaignDetector:
         self.min_orgs = min_orgs
         self.suspicious_share = suspicious_share
         self.resolve_after = resolve_after
+        self.cohort_days = cohort_days
+        self.cohort_share = cohort_share
         self._links: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
         self._members: dict[str, _Member] = {}
         self.campaigns: list[_Campaign] = []
@@ -208,6 +232,7 @@ class CampaignDetector:
         m.completion_tokens = inp.completion_tokens
         m.first_ts = min(m.first_ts, inp.first_ts)
         m.last_ts = max(m.last_ts, inp.last_ts)
+        m.created_at = inp.created_at
 
     def tick(self, index: int) -> list[Alert]:
         """Bucket ``index`` is closed everywhere: maybe regroup, then emit what changed."""
@@ -271,6 +296,8 @@ class CampaignDetector:
         suspicious = sum(m.suspicious for m in members) / len(members)
         if suspicious < self.suspicious_share:
             return []
+        if not any(k[0] in STRONG for k in keys) and (self.cohort(members) < self.cohort_share):
+            return []  # infrastructure alone: only a creation cohort makes it a campaign
         active = max(m.last for m in members)
         camp = next((c for c in self.campaigns if c.members & set(comp)), None)
         if camp is None:
@@ -300,14 +327,27 @@ class CampaignDetector:
             return [self._alert(camp, "update", index)]
         return []
 
+    def cohort(self, members: list[_Member]) -> float:
+        """Share of ``members`` created within ``cohort_days`` of their median creation
+        time (unknown creation times count as outside)."""
+        created = sorted(m.created_at for m in members if m.created_at is not None)
+        if not created:
+            return 0.0
+        mid = created[len(created) // 2]
+        near = sum(abs(c - mid) <= self.cohort_days * _DAY for c in created)
+        return near / len(members)
+
     def _alert(self, camp: _Campaign, status: str, index: int) -> Alert:
         members = [self._members[a] for a in sorted(camp.members) if a in self._members]
         n = max(1, len(members))
         templates = sum(1 for k in camp.keys if k[0] == "template")
         payments = sum(1 for k in camp.keys if k[0] == "payment")
+        infra = sum(1 for k in camp.keys if k[0] == "infra")
         reasons = [
             Reason("member_accounts", float(len(camp.members)), 0.0, float(len(camp.members))),
             Reason("shared_templates", float(templates), 0.0, float(templates)),
+            Reason("shared_infrastructure", float(infra), 0.0, float(infra)),
+            Reason("creation_cohort_share", self.cohort(members), 0.0, 0.0),
             Reason("young_share", sum(m.young for m in members) / n, 0.0, 0.0),
             Reason("unverified_share", sum(m.unverified for m in members) / n, 0.0, 0.0),
             Reason("risky_network_share", sum(m.risky for m in members) / n, 0.0, 0.0),
@@ -330,6 +370,7 @@ class CampaignDetector:
                 "members": len(camp.members),
                 "shared_templates": templates,
                 "shared_payment_fingerprints": payments,
+                "shared_infrastructure": infra,
                 "requests_last_5m": sum(m.requests for m in members),
                 "completion_tokens_last_5m": sum(m.completion_tokens for m in members),
             },

@@ -198,6 +198,7 @@ class View:
     counts: dict[str, int]
     nets: list[int]  # distinct /24 or /48 networks seen in the view (``seen`` keys)
     agents: list[int]  # distinct user agents seen in the view (``seen`` keys)
+    ips: list[int]  # distinct addresses seen in the view (``seen`` keys)
     fingerprints: set[str]  # prompt fingerprints repeated within the view (templates), as
     # hex of their 31-bit hashes
     state: AccountState | None = None
@@ -218,7 +219,7 @@ def make_view(
     those of ``st.seen`` seen in buckets ``lo + 1 .. hi``. ``ops``: the table operations
     (default: the Python reference, :class:`_Tables`)."""
     ops = ops or _Tables
-    distinct, nets, agents = ops.scan_seen(st.seen, lo, hi)
+    distinct, nets, agents, ips = ops.scan_seen(st.seen, lo, hi)
     fps: set[str] = set()
     if b[REP] and st.fps is not None:
         fps = {fp_label(key) for key in ops.repeated_fps(st.fps, lo)}
@@ -265,7 +266,19 @@ def make_view(
         "risky_network_requests": int(b[RISKY]),
     }
     return View(
-        kind, st.account_id, start, end, b[FIRST], b[LAST], values, counts, nets, agents, fps, st
+        kind,
+        st.account_id,
+        start,
+        end,
+        b[FIRST],
+        b[LAST],
+        values,
+        counts,
+        nets,
+        agents,
+        ips,
+        fps,
+        st,
     )
 
 
@@ -624,12 +637,15 @@ class _Tables:
         return None
 
     @staticmethod
-    def scan_seen(seen: array, lo: int, hi: int) -> tuple[list[int], list[int], list[int]]:
+    def scan_seen(
+        seen: array, lo: int, hi: int
+    ) -> tuple[list[int], list[int], list[int], list[int]]:
         """Distinct values per dimension seen in buckets ``lo + 1 .. hi``, and the keys of
-        the networks and of the clients among them."""
+        the networks, the clients and the addresses among them."""
         distinct = [0] * 8
         nets: list[int] = []
         agents: list[int] = []
+        ips: list[int] = []
         for key, v in pair_items(seen):
             last = v >> _LAST
             if last > hi:  # seen again in a bucket still open: was it seen in the window too?
@@ -641,7 +657,9 @@ class _Tables:
                     nets.append(key)
                 elif dim == D_AGENT:
                     agents.append(key)
-        return distinct, nets, agents
+                elif dim == D_IP:
+                    ips.append(key)
+        return distinct, nets, agents, ips
 
     @staticmethod
     def repeated_fps(fps: array, lo: int) -> list[int]:

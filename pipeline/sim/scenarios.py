@@ -19,6 +19,10 @@ Attack scenarios (``label = "attack"``; ground truth in :meth:`Simulation.labels
 ``hydra``      300 young accounts ("hydra cluster"), each far under its rate limit, rotating
                keys and shared hosting/proxy addresses, sharing prompt templates and a few
                payment fingerprints, active 24/7, starting within half an hour;
+``hydra_paraphrased``  300 accounts created the same day, each under its limits, that share
+               nothing a template or payment link would catch: every account paraphrases
+               its own prompts and none has payment details; they share a pool of hosting
+               and proxy addresses and one HTTP client, and start within half an hour;
 ``takeover``   an established account is taken over: new networks, new client, 40x volume;
 ``key_leak``   one key of an established account is used from dozens of networks.
 
@@ -408,6 +412,42 @@ def _hydra(sim: Simulation, at: float, members: int = 300) -> list[Actor]:
     return actors
 
 
+def _hydra_paraphrased(sim: Simulation, at: float, members: int = 300) -> list[Actor]:
+    """A hydra cluster without shared templates or cards: only its infrastructure (hosting
+    and proxy addresses, one client) and its creation cohort tie the accounts together."""
+    rng = sim.rng
+    pool = [sim.ip(HOSTING_PREFIXES) for _ in range(30)] + [
+        sim.ip(RESIDENTIAL_PREFIXES) for _ in range(30)
+    ]
+    actors = []
+    for m in range(members):
+        acct = sim.account(
+            13_000_000 + m,
+            "free",
+            age_days=(sim.start - at) / DAY + rng.uniform(0.5, 1.0),
+            verified=False,
+            country=rng.choice(("US", "SG", "NL", "BR", "VN")),
+        )
+        begin = at + rng.uniform(0, 1800)
+        phase = Phase(
+            start=begin,
+            end=sim.end,
+            rate=rng.uniform(2.0, 5.0),
+            ips=rng.sample(pool, 4),
+            keys=[sim.id(f"key-para{m}", k) for k in range(rng.randint(2, 3))],
+            agent="Go-http-client/2.0",
+            model=MODELS[0],
+            completion_range=(800, 2500),
+            prompt_range=(100, 500),
+            templates=sim.templates(f"para{m}", 12),  # this account's own paraphrases
+            diurnal=False,
+        )
+        actors.append(
+            Actor(acct, [phase], "hydra_paraphrased", "attack", "hydra_paraphrased", begin)
+        )
+    return actors
+
+
 def _takeover(sim: Simulation, at: float) -> list[Actor]:
     (victim,) = sim.established(1)
     base = victim.phases[0]
@@ -574,6 +614,7 @@ SCENARIOS: dict[str, Callable[[Simulation, float], list[Actor]]] = {
     "burst": _burst,
     "low_slow": _low_slow,
     "hydra": _hydra,
+    "hydra_paraphrased": _hydra_paraphrased,
     "takeover": _takeover,
     "key_leak": _key_leak,
     "enterprise_batch": _enterprise_batch,
@@ -581,5 +622,5 @@ SCENARIOS: dict[str, Callable[[Simulation, float], list[Actor]]] = {
     "model_launch": _model_launch,
     "university_lab": _university_lab,
 }
-ATTACKS = ("burst", "low_slow", "hydra", "takeover", "key_leak")
+ATTACKS = ("burst", "low_slow", "hydra", "hydra_paraphrased", "takeover", "key_leak")
 BENIGN = ("enterprise_batch", "eval_harness", "model_launch", "university_lab")

@@ -15,7 +15,17 @@ from pipeline.sim.scenarios import Simulation
 T0 = 1_793_606_400.0
 
 
-def _view(acct: str, index: int, fps: set[str], reuse: float = 0.9, risky: float = 1.0) -> View:
+def _view(
+    acct: str,
+    index: int,
+    fps: set[str],
+    reuse: float = 0.9,
+    risky: float = 1.0,
+    ips: tuple[int, ...] = (),
+    agent: int = 7,
+) -> View:
+    """A closed 5-minute view; ``ips`` and ``agent`` are ``seen`` keys (an address of its
+    own per account unless a test shares them)."""
     end = (index + 1) * 60.0
     return View(
         SHORT,
@@ -26,8 +36,9 @@ def _view(acct: str, index: int, fps: set[str], reuse: float = 0.9, risky: float
         end - 5,
         {"template_reuse": reuse, "risky_network_share": risky},
         {"requests": 20, "completion_tokens": 40_000, "fingerprinted": 20},
-        ["52.95.110.0/24"],
-        ["python-httpx/0.27.0"],
+        [1],
+        [agent],
+        list(ips) or [sum(acct.encode()) + 1000],
         fps,
     )
 
@@ -47,6 +58,8 @@ def _run(det: CampaignDetector, accounts: dict[str, Account], views: list[View])
                 v.fingerprints,
                 v.values["template_reuse"],
                 v.values["risky_network_share"],
+                tuple(v.ips),
+                v.agents[0],
             )
             inp = campaign_input(v, accounts[v.account_id])
             if inp is not None:
@@ -87,6 +100,41 @@ def test_nat_and_one_org_and_trusted_accounts_are_not_campaigns() -> None:
     good_views = [_view(a, 0, {"popular-template"}, risky=0.0) for a in good]
     alerts = _run(det, {**lab, **org, **good}, lab_views + org_views + good_views)
     assert alerts == []
+
+
+def _shared_infra_fleet(ages: list[float]) -> list:
+    """Accounts that share only addresses and a client (own prompts, no payment)."""
+    det = CampaignDetector()
+    accounts = {f"p{i}": _acct(f"p{i}", age_days=age) for i, age in enumerate(ages)}
+    views = [
+        _view(a, 0, {f"own-{a}"}, ips=(100 + i % 3, 200 + i % 2), agent=9)
+        for i, a in enumerate(accounts)
+    ]
+    return _run(det, accounts, views)
+
+
+def test_fleet_sharing_only_infrastructure_is_a_campaign_when_created_together() -> None:
+    alerts = _shared_infra_fleet([2.0 + i / 100 for i in range(12)])
+    opened = [a for a in alerts if a.status == "open"]
+    assert len(opened) == 1 and len(opened[0].account_ids) == 12
+    reasons = {r.feature: r.observed for r in opened[0].reasons}
+    assert reasons["shared_templates"] == 0 and reasons["shared_infrastructure"] >= 2
+    assert reasons["creation_cohort_share"] == 1.0
+    assert opened[0].evidence["shared_infrastructure"] == reasons["shared_infrastructure"]
+
+
+def test_shared_infrastructure_without_a_creation_cohort_is_not_a_campaign() -> None:
+    # the same sharing by young, unverified accounts created days apart: neighbours on a
+    # proxy or a cloud, not a fleet registered together
+    assert _shared_infra_fleet([1.0 + 2.5 * i for i in range(12)]) == []
+
+
+def test_trusted_accounts_never_link_by_infrastructure() -> None:
+    # established, verified accounts: their view is not suspicious, so no infra link
+    view = _view("t0", int(T0 // 60), {"own"}, reuse=0.0, risky=1.0, ips=(100,))
+    assert campaign_input(view, _acct("t0", age_days=400, verified=True)) is None
+    young = campaign_input(view, _acct("t0", age_days=2, verified=False))
+    assert young is not None and [k for k, _ in young.keys] == ["infra"]
 
 
 def _hydra_digests(network) -> tuple[list, list, list]:
