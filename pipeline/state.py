@@ -44,7 +44,8 @@ from pipeline.subscribe import read_range
 log = logging.getLogger("xwatch.state")
 
 CHUNK = 512 * 1024
-VERSION = 2  # 2: distinct values and fingerprints in integer tables (features.table)
+VERSION = 3  # 2: distinct values and fingerprints in integer tables (features.table);
+# 3: each account's view phase (features.windows.view_phase)
 
 
 class SnapshotRefused(ValueError):

@@ -3,9 +3,13 @@
 Events fall into per-account buckets of ``bucket_seconds`` (one minute by default). A
 bucket closes when the partition's watermark (the largest event time seen, minus the grace
 period) passes its end. At that moment the account's closed buckets of the last
-``view_buckets`` minutes are rolled into a short :class:`View` (the 5-minute view), and the
-bucket is added to the account's hour; when the watermark passes an hour boundary, every
-account active in that hour gets a long view (the 1-hour view). Scoring therefore happens
+``view_buckets`` minutes are rolled into a short :class:`View` (the 5-minute view) every
+``view_buckets`` buckets, at a phase of the account's own (:func:`view_phase`, so that a
+partition scores a fifth of its accounts at each minute rather than all of them at every
+fifth, which kept the pipeline busy for a second every five minutes and delayed the alerts
+due then), and the bucket is added to the account's hour; when the watermark passes an
+hour boundary, every account active in that hour gets a long view (the 1-hour view).
+Scoring therefore happens
 once per active account per bucket and per hour, never per request. Views with fewer than
 ``min_short`` (5-minute) or ``min_long`` (hourly) requests are not built at all: one or two
 requests cannot be extraction at scale, and most accounts are that quiet most of the time.
@@ -45,6 +49,7 @@ from array import array
 from dataclasses import dataclass
 from hashlib import blake2b as _blake2b
 from operator import add
+from zlib import crc32 as _crc32
 
 from pipeline.features.table import (
     M61,
@@ -120,6 +125,16 @@ def event_id_hash(event_id: str) -> int:
     )
 
 
+def view_phase(account_id: str) -> int:
+    """The account's stable offset (0..255) of its view boundaries: the same in every
+    process and run (a CRC of the id, not ``hash``, which is salted per process).
+
+    >>> view_phase("acct-1") == view_phase("acct-1")
+    True
+    """
+    return _crc32(account_id.encode()) & 0xFF
+
+
 class AccountState:
     """Everything the core keeps about one account of one partition.
 
@@ -142,6 +157,7 @@ class AccountState:
         "last_ts",
         "mask_hour",
         "open",
+        "phase",
         "ring",
         "seen",
         "stats_long",
@@ -151,6 +167,7 @@ class AccountState:
 
     def __init__(self, account_id: str) -> None:
         self.account_id = account_id
+        self.phase = view_phase(account_id)  # see view_phase
         self.open: list[array] = []  # open buckets (usually one; two around a boundary)
         self.cur: array | None = None  # the open bucket the last event went to
         self.ring: list[array] = []  # closed buckets inside the short view
@@ -512,7 +529,7 @@ class WindowStore:
             st.seen = fresh
         if st.fps is not None and (fresh := ops.expire_fps(st.fps, horizon)) is not None:
             st.fps = fresh
-        if (index + 1) % self.view_buckets and not self._hot(st, o):
+        if (index + 1 + st.phase) % self.view_buckets and not self._hot(st, o):
             return None  # between view boundaries, only a hot minute is worth a view
         if len(ring) == 1:
             if o[REQ] < self.min_short:

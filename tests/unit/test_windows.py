@@ -112,3 +112,25 @@ def test_a_redelivered_event_id_is_refused_and_not_counted() -> None:
     views = [v for _, vs in ws.advance() for v in vs if v.account_id == "a"]
     first = next(v for v in views if v.kind == SHORT)  # the bucket all of them fell in
     assert first.counts["requests"] == RECENT_IDS + 2
+
+
+def test_each_account_gets_its_view_every_five_minutes_at_a_minute_of_its_own() -> None:
+    """Steady accounts are viewed once per 5 minutes each, spread over the minutes (a
+    partition never scores all its accounts at once), at the same minutes in every run."""
+    from array import array
+
+    ws = WindowStore(60, 5, grace_seconds=0.0, min_short=1, min_long=10**9)
+    names = [f"acct-{i}" for i in range(200)]
+    per_minute: dict[int, list[str]] = {}
+    for minute in range(12):
+        for i, name in enumerate(names):
+            assert ws.add(_rec(T0 + minute * 60 + i * 0.1, name, 0, 0, None))
+            st_ = ws.accounts[name]
+            if st_.stats_short is None:  # a learned history: no minute is "hot"
+                st_.stats_short = array("d", [100.0, 0.0, 5.0, 12.0, 0.0, 0.0])
+        for index, views in ws.advance():
+            per_minute[index] = [v.account_id for v in views if v.kind == SHORT]
+    full = sorted(per_minute)[5:10]  # five whole minutes after the first view period
+    counts = [len(per_minute[i]) for i in full]
+    assert all(20 <= c <= 60 for c in counts), counts
+    assert sorted(a for i in full for a in per_minute[i]) == sorted(names)
