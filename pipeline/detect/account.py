@@ -195,7 +195,12 @@ class AccountDetector:
             and (not trusted or novel or long_outputs)
         )
         if not flagged and (not warm or score < self.z_learn):  # suspicious ones teach nothing
-            self._learn(view, cohort, logs, population=volume_z < self.z_learn)
+            # nor does a doubtful one teach its networks and clients: an attack that starts
+            # inside a view (a leaked key's first minutes) scores below the learning bar at
+            # first, and remembering its networks then would hide them as "known" from the
+            # views that follow
+            remember = not warm or score < self.z_learn / 2
+            self._learn(view, cohort, logs, volume_z < self.z_learn, remember)
             if kind == LONG:
                 self._drift_learn(st, logs[1] - math.log1p(zs[VOLUME[1]].baseline))
         if self.observer is not None:
@@ -234,14 +239,23 @@ class AccountDetector:
             )
         st.drift.update(residual)
 
-    def _learn(self, view: View, cohort: str, logs: tuple[float, ...], population: bool) -> None:
+    def _learn(
+        self,
+        view: View,
+        cohort: str,
+        logs: tuple[float, ...],
+        population: bool,
+        remember: bool = True,
+    ) -> None:
+        """Teach the account's history (and the cohort's, if ``population``) this view;
+        its networks and clients become known only if ``remember``."""
         st = view.state
         if view.kind == SHORT:
             st.stats_short = _learn_stats(st.stats_short, logs, self.self_alpha, view.end, 60.0)
             st.views += 1
         else:
             st.stats_long = _learn_stats(st.stats_long, logs, self.self_alpha, view.end, 3600.0)
-        if view.values["new_network_share"] or view.values["new_client_share"]:
+        if remember and (view.values["new_network_share"] or view.values["new_client_share"]):
             st.remember(view.nets, view.agents)
         if population:
             self.baselines.learn_one(view.kind, cohort, view.values)
