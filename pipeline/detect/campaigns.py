@@ -8,7 +8,7 @@ share. Each closed 5-minute view contributes *links* for its account:
 * ``payment``: the account's payment fingerprint;
 * ``infra``: an (address, HTTP client) pair the view used, only from a
   *suspicious* view (two of: account younger than 30 days, no verified payment, mostly
-  hosting/VPN/Tor/proxy traffic), at most ``MAX_INFRA`` per view. An address, not its
+  hosting/VPN/Tor/proxy traffic) of a known account, at most ``MAX_INFRA`` per view. An address, not its
   /24: one cloud /24 serves many unrelated tenants running the same SDK.
 
 Shared infrastructure alone is weak evidence: a university or a company behind one NAT, or
@@ -80,7 +80,9 @@ def campaign_input(view: View, account: Account | None) -> CampaignInput | None:
     young = account is None or (view.end - account.created_at) < 30 * _DAY
     unverified = account is None or not account.payment_verified
     risky = view.values["risky_network_share"] >= 0.5
-    if young + unverified + risky >= 2:
+    if account is not None and young + unverified + risky >= 2:
+        # an unknown account has no creation time, so it can never make a creation
+        # cohort: its infra links could only cost memory (a link table entry per address)
         pairs = sorted(f"{ip:x}/{agent:x}" for ip in view.ips for agent in view.agents)
         keys.extend(("infra", pair) for pair in pairs[:MAX_INFRA])
     if not keys:

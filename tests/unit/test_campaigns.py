@@ -133,6 +133,7 @@ def test_trusted_accounts_never_link_by_infrastructure() -> None:
     # established, verified accounts: their view is not suspicious, so no infra link
     view = _view("t0", int(T0 // 60), {"own"}, reuse=0.0, risky=1.0, ips=(100,))
     assert campaign_input(view, _acct("t0", age_days=400, verified=True)) is None
+    assert campaign_input(view, None) is None  # unknown: no creation time, no cohort
     young = campaign_input(view, _acct("t0", age_days=2, verified=False))
     assert young is not None and [k for k, _ in young.keys] == ["infra"]
 
