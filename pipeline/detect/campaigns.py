@@ -8,8 +8,8 @@ share. Each closed 5-minute view contributes *links* for its account:
 * ``payment``: the account's payment fingerprint;
 * ``infra``: an (address, HTTP client) pair the view used, only from a
   *suspicious* view (two of: account younger than 30 days, no verified payment, mostly
-  hosting/VPN/Tor/proxy traffic) of a known account, at most ``MAX_INFRA`` per view. An address, not its
-  /24: one cloud /24 serves many unrelated tenants running the same SDK.
+  hosting/VPN/Tor/proxy traffic) of a known account, at most ``MAX_INFRA`` per view. An
+  address, not its /24: one cloud /24 serves many unrelated tenants running one SDK.
 
 Shared infrastructure alone is weak evidence: a university or a company behind one NAT, or
 customers of one cloud using one SDK, share it without being a campaign. Hence infra links
