@@ -108,17 +108,23 @@ def _packed(events: list[tuple[bytes, bytes, int]], pack: int) -> list[tuple[Non
     return out
 
 
-def _metric(port: int, name: str) -> float:
+def _metric_values(port: int, name: str) -> list[float] | None:
+    """Every sample of metric ``name`` (one per label set), or None if unreachable."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             text = r.read().decode()
     except OSError:
-        return -1.0
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+        return None
+    return [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    ]
+
+
+def _metric(port: int, name: str) -> float:
+    values = _metric_values(port, name)
+    return -1.0 if values is None else sum(values)
 
 
 def _ready(port: int) -> bool:
@@ -298,7 +304,23 @@ def _latency(settings: Settings, rate: float, workdir: Path, minutes: float, see
     proc = start_worker(settings, workdir / "worker-latency.log")
     samples: list[float] = []
     others: list[str] = []  # other accounts alerted (benign, during the short warm-up)
+    lags: list[float] = []  # the worker's ingest lag, sampled during the live phase
+    late: list[float] = []  # how late the producer sent live events (every 50th)
     stop = threading.Event()
+    live = threading.Event()
+
+    def sample_lag() -> None:
+        """How far behind the produced events the agent is: wall clock minus the newest
+        event time it has processed (live events carry the wall clock), the worst
+        partition, every 0.2 s, from 5 s into the live phase (before that the newest event
+        processed is still the history's last). Separates queueing before the agent from
+        what follows."""
+        live.wait()
+        stop.wait(5.0)
+        while not stop.wait(0.2):
+            values = _metric_values(port, "xwatch_event_time_lag_seconds")
+            if values:
+                lags.append(max(values))
 
     def collect() -> None:
         cons = consumer_for(settings, [settings.topics.name("alerts")], from_beginning=True)
@@ -318,13 +340,15 @@ def _latency(settings: Settings, rate: float, workdir: Path, minutes: float, see
             cons.close()
 
     reader = threading.Thread(target=collect, daemon=True)
+    sampler = threading.Thread(target=sample_lag, daemon=True)
     try:
         _wait(lambda: _ready(port), 120, "the latency worker to be ready")
         reader.start()
+        sampler.start()
         prod = producer(settings)
         publish_accounts(settings, prod, sim)
         topic = settings.topics.name("requests")
-        backlog, offset = 0, None
+        backlog, offset, sent_live = 0, None, 0
         for ev in sim.events():
             if ev.ts < now:  # warm-up history: as fast as possible
                 backlog += 1
@@ -334,28 +358,46 @@ def _latency(settings: Settings, rate: float, workdir: Path, minutes: float, see
                     _wait(lambda h=backlog: _metric(port, "xwatch_records_consumed") >= h, 900,
                           "the worker to catch up with the warm-up history")  # fmt: skip
                     offset = time.time() - now + 1.0  # live events carry the wall clock
+                    live.set()
                 ev.ts += offset
                 delay = ev.ts - time.time()
                 if delay > 0.002:
                     time.sleep(delay)
+                sent_live += 1
+                if sent_live % 50 == 0:
+                    late.append(max(0.0, time.time() - ev.ts))
             prod.send(topic, key=ev.account_id.encode(), value=encode_request(ev))
         prod.flush()
         prod.close()
         time.sleep(3 + cfg.grace_seconds)
     finally:
         stop.set()
+        live.set()
         reader.join(5)
+        sampler.join(5)
         stop_process(proc)
     samples.sort()
+    lags.sort()
+    late.sort()
     if not samples:
         raise RuntimeError(f"no alerts arrived; see {workdir}/worker-latency.log")
     return {
         "alerts": len(samples),
         "other_alerts": len(others),
         "p50": samples[len(samples) // 2],
-        "p99": samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))],
+        "p99": _pct(samples, 0.99),
+        "lag_p50": _pct(lags, 0.5),
+        "lag_p99": _pct(lags, 0.99),
+        "producer_late_p50": _pct(late, 0.5),
+        "producer_late_p99": _pct(late, 0.99),
         "rate": rate,
     }
+
+
+def _pct(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def memory_main(accounts: int, seed: int, out: str) -> None:
@@ -447,6 +489,10 @@ def bench_live(
         "latency_alerts": latency["alerts"],
         "latency_other_alerts": latency["other_alerts"],
         "latency_rate_eps": round(latency["rate"]),
+        "ingest_lag_p50_s": _round(latency["lag_p50"]),
+        "ingest_lag_p99_s": _round(latency["lag_p99"]),
+        "producer_late_p50_s": _round(latency["producer_late_p50"]),
+        "producer_late_p99_s": _round(latency["producer_late_p99"]),
         "bytes_per_account": largest,
         "memory": memory,
         "ratios": {
@@ -456,6 +502,10 @@ def bench_live(
         },
         "workdir": str(workdir),
     }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def print_live(r: dict) -> None:
@@ -479,6 +529,14 @@ def print_live(r: dict) -> None:
         f"{r['latency_p50_s']:.3f} s, p99 {r['latency_p99_s']:.3f} s "
         f"({r['latency_other_alerts']} other accounts alerted after the 3-minute warm-up)"
     )
+    if r["ingest_lag_p50_s"] is not None:
+        print(
+            f"  the worker's ingest lag over the same phase (wall clock minus the newest "
+            f"event time processed, sampled): p50 {r['ingest_lag_p50_s']:.3f} s, "
+            f"p99 {r['ingest_lag_p99_s']:.3f} s; the benchmark's producer sent events "
+            f"p50 {r['producer_late_p50_s']:.3f} s, p99 {r['producer_late_p99_s']:.3f} s "
+            f"after their time"
+        )
     for m in r["memory"].values():
         print(
             f"resident memory per active account at {m['active_accounts']:,} active accounts: "
