@@ -70,6 +70,11 @@ class CampaignInput:
     created_at: float | None = None  # the account's creation time (None: unknown account)
 
 
+def _suspicious(young: bool, unverified: bool, risky: bool) -> bool:
+    """Two of three marks of a throwaway account: young, unverified, on risky networks."""
+    return young + unverified + risky >= 2
+
+
 def campaign_input(view: View, account: Account | None) -> CampaignInput | None:
     """The view's links, or None when it has none (it cannot join a campaign)."""
     keys: list[tuple[str, str]] = []
@@ -80,7 +85,7 @@ def campaign_input(view: View, account: Account | None) -> CampaignInput | None:
     young = account is None or (view.end - account.created_at) < 30 * _DAY
     unverified = account is None or not account.payment_verified
     risky = view.values["risky_network_share"] >= 0.5
-    if account is not None and young + unverified + risky >= 2:
+    if account is not None and _suspicious(young, unverified, risky):
         # an unknown account has no creation time, so it can never make a creation
         # cohort: its infra links could only cost memory (a link table entry per address)
         pairs = sorted(f"{ip:x}/{agent:x}" for ip in view.ips for agent in view.agents)
@@ -229,7 +234,7 @@ class CampaignDetector:
             )
         m.last = index
         m.risky, m.young, m.unverified = inp.risky, inp.young, inp.unverified
-        m.suspicious = sum((inp.risky, inp.young, inp.unverified)) >= 2
+        m.suspicious = _suspicious(inp.young, inp.unverified, inp.risky)
         m.requests = inp.requests  # the latest 5-minute view
         m.completion_tokens = inp.completion_tokens
         m.first_ts = min(m.first_ts, inp.first_ts)

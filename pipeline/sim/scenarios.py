@@ -395,21 +395,44 @@ def _hydra(sim: Simulation, at: float, members: int = 300) -> list[Actor]:
             country=rng.choice(("US", "SG", "NL", "BR")),
         )
         begin = at + rng.uniform(0, 1800)
-        phase = Phase(
-            start=begin,
-            end=sim.end,
-            rate=rng.uniform(2.0, 5.0),
-            ips=rng.sample(pool, 4),
-            keys=[sim.id(f"key-hydra{m}", k) for k in range(rng.randint(2, 3))],
-            agent=rng.choice(("python-httpx/0.27.0", "aiohttp/3.9.5")),
-            model=MODELS[0],
-            completion_range=(800, 2500),
-            prompt_range=(100, 500),
-            templates=rng.sample(templates, 12),
-            diurnal=False,
+        phase = _fleet_phase(
+            sim,
+            begin,
+            pool,
+            f"key-hydra{m}",
+            lambda: rng.choice(("python-httpx/0.27.0", "aiohttp/3.9.5")),
+            lambda: rng.sample(templates, 12),
         )
         actors.append(Actor(acct, [phase], "hydra", "attack", "hydra", begin))
     return actors
+
+
+def _fleet_phase(
+    sim: Simulation,
+    begin: float,
+    pool: list[str],
+    key_kind: str,
+    agent: Callable[[], str],
+    templates: Callable[[], list[str]],
+) -> Phase:
+    """One fleet member from ``begin`` on: 2-5 requests/min around the clock from four
+    addresses of the fleet's ``pool``, two or three keys of its own, long outputs.
+    ``agent`` and ``templates`` are drawn last, in that order, so that every scenario's
+    seeded draws keep their order."""
+    rng = sim.rng
+    return Phase(
+        start=begin,
+        end=sim.end,
+        rate=rng.uniform(2.0, 5.0),
+        ips=rng.sample(pool, 4),
+        keys=[sim.id(key_kind, k) for k in range(rng.randint(2, 3))],
+        agent=agent(),
+        model=MODELS[0],
+        completion_range=(800, 2500),
+        prompt_range=(100, 500),
+        templates=templates(),
+        diurnal=False,
+    )
 
 
 def _hydra_paraphrased(sim: Simulation, at: float, members: int = 300) -> list[Actor]:
@@ -429,18 +452,9 @@ def _hydra_paraphrased(sim: Simulation, at: float, members: int = 300) -> list[A
             country=rng.choice(("US", "SG", "NL", "BR", "VN")),
         )
         begin = at + rng.uniform(0, 1800)
-        phase = Phase(
-            start=begin,
-            end=sim.end,
-            rate=rng.uniform(2.0, 5.0),
-            ips=rng.sample(pool, 4),
-            keys=[sim.id(f"key-para{m}", k) for k in range(rng.randint(2, 3))],
-            agent="Go-http-client/2.0",
-            model=MODELS[0],
-            completion_range=(800, 2500),
-            prompt_range=(100, 500),
-            templates=sim.templates(f"para{m}", 12),  # this account's own paraphrases
-            diurnal=False,
+        own = sim.templates(f"para{m}", 12)  # this account's own paraphrases
+        phase = _fleet_phase(
+            sim, begin, pool, f"key-para{m}", lambda: "Go-http-client/2.0", lambda own=own: own
         )
         actors.append(
             Actor(acct, [phase], "hydra_paraphrased", "attack", "hydra_paraphrased", begin)
