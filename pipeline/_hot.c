@@ -35,6 +35,7 @@ enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 #define BACK_MAX ((1LL << 28) - 1)
 #define RECENT_IDS 8
 #define FP_CAP 64
+#define SEEN_CAP 256
 #define NEW_MODEL_SECONDS 86400.0
 #define GAP_MAX 3600.0
 #define MAX_INDEX (1LL << 32) /* bucket indices beyond this take the Python path */
@@ -65,7 +66,8 @@ static PyObject *k_org, *k_fp, *k_rq, *k_rs;
 static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_cur, *a_open, *a_seen,
     *a_last_ts, *a_fps, *a_ids, *a_ids_at, *a_cache, *a_overrides, *a_lookup, *a_kind,
-    *a_prefix, *a_asn, *a_country, *a_hot_memo;
+    *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_ring, *a_hour, *a_phase, *a_stats_short,
+    *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour;
 
 /* ---- BLAKE2b with an 8-byte digest (hashlib.blake2b(data, digest_size=8)) ---- */
 static const uint64_t b2_iv[8] = {
@@ -681,6 +683,305 @@ static PyObject *hot_repeated_fps(PyObject *self, PyObject *const *args, Py_ssiz
     return out;
 }
 
+/* ---- close(): WindowStore._close for every account of one closing bucket ---- */
+
+/* a double counter buffer (array('d') of K) opened for writing */
+static int dbuf(PyObject *arr, Py_buffer *v, double **out) {
+    if (PyObject_GetBuffer(arr, v, PyBUF_WRITABLE) < 0) return -1;
+    if (v->len != (Py_ssize_t)(K * sizeof(double)) || v->itemsize != sizeof(double)) {
+        PyBuffer_Release(v);
+        PyErr_SetString(PyExc_ValueError, "not a bucket (array('d') of K counters)");
+        return -1;
+    }
+    *out = (double *)v->buf;
+    return 0;
+}
+
+/* Python's a % b for b > 0 */
+static inline long long pymod(long long a, long long b) {
+    long long r = a % b;
+    return r < 0 ? r + b : r;
+}
+
+/* (through + 1) << shift as the floor of a table filter; 0 keeps everything when the
+ * window reaches back before bucket 0 (the Python floor is then negative) */
+static inline uint64_t floor_of(long long through, int shift) {
+    return through + 1 > 0 ? (uint64_t)(through + 1) << shift : 0;
+}
+
+/* replace the account's table ``attr`` by its filtered copy when something was dropped */
+static int refilter(PyObject *st, PyObject *attr, int pairs, uint64_t floor_, int keep_known,
+                    uint64_t min_cap, uint64_t only_above) {
+    PyObject *obj = PyObject_GetAttr(st, attr);
+    if (obj == NULL) return -1;
+    if (obj == Py_None) {
+        Py_DECREF(obj);
+        return 0;
+    }
+    RTable r;
+    if (rtable(obj, &r) < 0) {
+        Py_DECREF(obj);
+        return -1;
+    }
+    PyObject *nt = Py_None;
+    Py_INCREF(nt);
+    if (r.t[0] > only_above) {
+        Py_DECREF(nt);
+        nt = filtered(r.t, r.n, pairs, floor_, keep_known, min_cap);
+    }
+    PyBuffer_Release(&r.view);
+    Py_DECREF(obj);
+    if (nt == NULL) return -1;
+    int rc = nt == Py_None ? 0 : PyObject_SetAttr(st, attr, nt);
+    Py_DECREF(nt);
+    return rc;
+}
+
+/* the learned per-minute rates of stats_short: 1 = hot (or no history), 0 = not */
+static int is_hot(PyObject *st, const double *o, double min_short, long long young_views,
+                  double hot_log) {
+    if (o[REQ] < min_short) return 0;
+    PyObject *s = PyObject_GetAttr(st, a_stats_short);
+    if (s == NULL) return -1;
+    if (s == Py_None) {
+        Py_DECREF(s);
+        return 1;
+    }
+    Py_buffer v;
+    if (PyObject_GetBuffer(s, &v, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(s);
+        return -1;
+    }
+    int hot;
+    const double *d = (const double *)v.buf;
+    if (v.len < (Py_ssize_t)(4 * sizeof(double))) {
+        PyErr_SetString(PyExc_ValueError, "stats_short is too short");
+        hot = -1;
+    } else if (d[0] < (double)young_views) {
+        hot = 1;
+    } else {
+        hot = log1p(o[REQ]) >= d[2] + hot_log || log1p(o[CT]) >= d[3] + hot_log;
+    }
+    PyBuffer_Release(&v);
+    Py_DECREF(s);
+    return hot;
+}
+
+/* one account's bucket ``index`` closed; *view = (st, roll, ring length) or NULL */
+static int close_one(PyObject *st, long long index, long long vb, double min_short,
+                     long long young_views, double hot_log, PyObject *expiry,
+                     PyObject *in_hour, PyObject **view) {
+    *view = NULL;
+    int rc = -1;
+    PyObject *open = NULL, *o = NULL, *cur = NULL, *hour = NULL, *ring = NULL, *phase = NULL;
+    PyObject *roll = NULL;
+    Py_buffer ov;
+    double *ob;
+    int have_ov = 0;
+
+    open = PyObject_GetAttr(st, a_open);
+    if (open == NULL) goto done;
+    if (!PyList_Check(open)) {
+        PyErr_SetString(PyExc_TypeError, "AccountState.open is not a list");
+        goto done;
+    }
+    Py_ssize_t at = -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(open); i++) {
+        double bi;
+        if (bucket_index(PyList_GET_ITEM(open, i), &bi) < 0) goto done;
+        if (bi == (double)index) {
+            at = i;
+            break;
+        }
+    }
+    if (at < 0) { /* every (account, bucket) is registered once, when the bucket is created */
+        PyErr_Format(PyExc_AssertionError, "no open bucket %lld for %R", index, st);
+        goto done;
+    }
+    o = PyList_GET_ITEM(open, at);
+    Py_INCREF(o);
+    if (PyList_SetSlice(open, at, at + 1, NULL) < 0) goto done;
+    if ((cur = PyObject_GetAttr(st, a_cur)) == NULL) goto done;
+    if (cur == o && PyObject_SetAttr(st, a_cur, Py_None) < 0) goto done;
+    if (dbuf(o, &ov, &ob) < 0) goto done;
+    have_ov = 1;
+
+    /* the hour accumulator: minutes in IDX, counters summed, first/last kept */
+    if ((hour = PyObject_GetAttr(st, a_hour)) == NULL) goto done;
+    if (hour == Py_None) {
+        PyObject *h = PySequence_GetSlice(o, 0, K);
+        if (h == NULL) goto done;
+        Py_buffer hv;
+        double *hb;
+        if (dbuf(h, &hv, &hb) < 0) {
+            Py_DECREF(h);
+            goto done;
+        }
+        hb[IDX] = 1.0;
+        PyBuffer_Release(&hv);
+        int bad = PyObject_SetAttr(st, a_hour, h) < 0 || PyList_Append(in_hour, st) < 0;
+        Py_DECREF(h);
+        if (bad) goto done;
+    } else {
+        Py_buffer hv;
+        double *hb;
+        if (dbuf(hour, &hv, &hb) < 0) goto done;
+        double first = ob[FIRST] < hb[FIRST] ? ob[FIRST] : hb[FIRST];
+        double last = ob[LAST] > hb[LAST] ? ob[LAST] : hb[LAST];
+        double minutes = hb[IDX] + 1;
+        for (int j = 0; j < K; j++) hb[j] += ob[j];
+        hb[IDX] = minutes;
+        hb[FIRST] = first;
+        hb[LAST] = last;
+        PyBuffer_Release(&hv);
+    }
+
+    /* the ring of closed buckets inside the short view, and when it expires */
+    if ((ring = PyObject_GetAttr(st, a_ring)) == NULL) goto done;
+    if (!PyList_Check(ring)) {
+        PyErr_SetString(PyExc_TypeError, "AccountState.ring is not a list");
+        goto done;
+    }
+    if (PyList_Append(ring, o) < 0) goto done;
+    {
+        PyObject *key = PyLong_FromLongLong(index + vb);
+        if (key == NULL) goto done;
+        PyObject *lst = PyDict_GetItemWithError(expiry, key);
+        int bad;
+        if (lst != NULL) {
+            bad = PyList_Append(lst, st) < 0;
+        } else if (PyErr_Occurred()) {
+            bad = 1;
+        } else {
+            PyObject *nl = PyList_New(1);
+            bad = nl == NULL;
+            if (!bad) {
+                Py_INCREF(st);
+                PyList_SET_ITEM(nl, 0, st);
+                bad = PyDict_SetItem(expiry, key, nl) < 0;
+                Py_DECREF(nl);
+            }
+        }
+        Py_DECREF(key);
+        if (bad) goto done;
+    }
+    long long horizon = index - vb;
+    for (;;) {
+        double bi;
+        if (bucket_index(PyList_GET_ITEM(ring, 0), &bi) < 0) goto done;
+        if (bi > (double)horizon) break;
+        if (PyList_SetSlice(ring, 0, 1, NULL) < 0) goto done;
+    }
+    if (refilter(st, a_seen, 1, floor_of(horizon, S_LAST), 1, PAIRS_MIN, SEEN_CAP) < 0)
+        goto done;
+    if (refilter(st, a_fps, 0, floor_of(horizon, 1), 0, PACKED_MIN, 0) < 0) goto done;
+
+    /* a view at the account's view boundary, or in between for a hot minute */
+    long long ph;
+    if ((phase = PyObject_GetAttr(st, a_phase)) == NULL) goto done;
+    if ((ph = PyLong_AsLongLong(phase)) == -1 && PyErr_Occurred()) goto done;
+    if (pymod(index + 1 + ph, vb)) {
+        int hot = is_hot(st, ob, min_short, young_views, hot_log);
+        if (hot < 0) goto done;
+        if (!hot) {
+            rc = 0;
+            goto done;
+        }
+    }
+    Py_ssize_t nring = PyList_GET_SIZE(ring);
+    if (nring == 1) {
+        if (ob[REQ] < min_short) {
+            rc = 0;
+            goto done;
+        }
+        roll = o;
+        Py_INCREF(roll);
+    } else {
+        double sums[K] = {0}, first = 0, last = 0;
+        for (Py_ssize_t i = 0; i < nring; i++) {
+            Py_buffer bv;
+            double *b;
+            if (dbuf(PyList_GET_ITEM(ring, i), &bv, &b) < 0) goto done;
+            for (int j = 0; j < K; j++) sums[j] += b[j];
+            if (i == 0 || b[FIRST] < first) first = b[FIRST];
+            if (i == 0 || b[LAST] > last) last = b[LAST];
+            PyBuffer_Release(&bv);
+        }
+        if (sums[REQ] < min_short) {
+            rc = 0;
+            goto done;
+        }
+        sums[FIRST] = first;
+        sums[LAST] = last;
+        if ((roll = PySequence_GetSlice(o, 0, K)) == NULL) goto done;
+        Py_buffer rv;
+        double *rb;
+        if (dbuf(roll, &rv, &rb) < 0) goto done;
+        memcpy(rb, sums, sizeof sums);
+        PyBuffer_Release(&rv);
+    }
+    if ((*view = Py_BuildValue("OOn", st, roll, nring)) == NULL) goto done;
+    rc = 0;
+done:
+    if (have_ov) PyBuffer_Release(&ov);
+    Py_XDECREF(open);
+    Py_XDECREF(o);
+    Py_XDECREF(cur);
+    Py_XDECREF(hour);
+    Py_XDECREF(ring);
+    Py_XDECREF(phase);
+    Py_XDECREF(roll);
+    return rc;
+}
+
+static PyObject *hot_close(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "close(windows, states: list, index)");
+        return NULL;
+    }
+    PyObject *ws = args[0], *states = args[1];
+    long long index = PyLong_AsLongLong(args[2]);
+    if (index == -1 && PyErr_Occurred()) return NULL;
+    long long vb, young_views;
+    double min_short, hot_log;
+    PyObject *expiry = NULL, *in_hour = NULL, *out = NULL;
+    if (get_ll_attr(ws, a_view_buckets, &vb) < 0 || get_ll_attr(ws, a_young, &young_views) < 0 ||
+        get_double_attr(ws, a_min_short, &min_short) < 0 ||
+        get_double_attr(ws, a_hot_log, &hot_log) < 0)
+        return NULL;
+    if (vb <= 0) {
+        PyErr_SetString(PyExc_ValueError, "view_buckets must be positive");
+        return NULL;
+    }
+    if ((expiry = PyObject_GetAttr(ws, a_expiry)) == NULL) goto done;
+    if ((in_hour = PyObject_GetAttr(ws, a_in_hour)) == NULL) goto done;
+    if (!PyDict_Check(expiry) || !PyList_Check(in_hour)) {
+        PyErr_SetString(PyExc_TypeError, "WindowStore._expiry / _in_hour have the wrong type");
+        goto done;
+    }
+    if ((out = PyList_New(0)) == NULL) goto done;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(states); i++) {
+        PyObject *view;
+        if (close_one(PyList_GET_ITEM(states, i), index, vb, min_short, young_views, hot_log,
+                      expiry, in_hour, &view) < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        if (view != NULL) {
+            int bad = PyList_Append(out, view) < 0;
+            Py_DECREF(view);
+            if (bad) {
+                Py_CLEAR(out);
+                goto done;
+            }
+        }
+    }
+done:
+    Py_XDECREF(expiry);
+    Py_XDECREF(in_hour);
+    return out;
+}
+
 /* ---- event() ---- */
 
 typedef struct {
@@ -1289,6 +1590,10 @@ static PyMethodDef methods[] = {
      "scan_seen(seen, lo, hi) -> (distinct, nets, agents, ips) (windows._Tables.scan_seen)."},
     {"repeated_fps", (PyCFunction)(void (*)(void))hot_repeated_fps, METH_FASTCALL,
      "repeated_fps(fps, lo) -> keys (windows._Tables.repeated_fps)."},
+    {"close", (PyCFunction)(void (*)(void))hot_close, METH_FASTCALL,
+     "close(windows, states, index) -> [(state, roll, ring_len), ...]\n\n"
+     "WindowStore._close for each account of ``states`` (in order) whose bucket ``index`` "
+     "closes: the accounts that get a short view, with its rolled-up counters."},
     {"configure", (PyCFunction)(void (*)(void))hot_configure, METH_VARARGS | METH_KEYWORDS,
      "Set the objects event() uses (called once by pipeline.features.windows)."},
     {NULL, NULL, 0, NULL}};
@@ -1336,5 +1641,14 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_asn, "asn");
     INTERN(a_country, "country");
     INTERN(a_hot_memo, "hot_memo");
+    INTERN(a_ring, "ring");
+    INTERN(a_hour, "hour");
+    INTERN(a_phase, "phase");
+    INTERN(a_stats_short, "stats_short");
+    INTERN(a_young, "young_views");
+    INTERN(a_min_short, "min_short");
+    INTERN(a_hot_log, "_hot_log");
+    INTERN(a_expiry, "_expiry");
+    INTERN(a_in_hour, "_in_hour");
     return PyModule_Create(&module);
 }

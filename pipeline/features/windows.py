@@ -482,7 +482,10 @@ class WindowStore:
         for index in sorted(indices):
             states = self._active.pop(index, [])
             states.sort(key=_by_id)
-            views = [v for st in states if (v := self._close(st, index)) is not None]
+            if self.native and _hot is not None:
+                views = self._short_views(_hot.close(self, states, index), index)
+            else:
+                views = [v for st in states if (v := self._close(st, index)) is not None]
             for st in self._expiry.pop(index, ()):  # quiet for a whole view: free its buckets
                 if st.ring and st.ring[-1][IDX] <= index - self.view_buckets:
                     st.ring = []
@@ -496,7 +499,23 @@ class WindowStore:
     def _ops(self) -> type[_Tables]:
         return _hot if self.native and _hot is not None else _Tables  # type: ignore[return-value]
 
+    def _short_views(self, closed: list[tuple[AccountState, array, int]], index: int) -> list[View]:
+        """The short views of accounts whose bucket ``index`` closed: ``closed`` holds, per
+        account due a view, its rolled-up counters and how many buckets they cover (what
+        :meth:`_close` computes, from the C close path)."""
+        end = (index + 1) * self.bucket_seconds
+        start = float(end - self.view_buckets * self.bucket_seconds)
+        end = float(end)
+        horizon = index - self.view_buckets
+        ops = self._ops()
+        return [
+            make_view(SHORT, st, start, end, roll, horizon, index, n, ops) for st, roll, n in closed
+        ]
+
     def _close(self, st: AccountState, index: int) -> View | None:
+        """Close the account's bucket ``index``: fold it into the hour and the short view's
+        ring, forget what fell out of the view, and build the short view if one is due.
+        The Python reference of ``_hot.close`` (tests/unit/test_hot.py compares them)."""
         for i, o in enumerate(st.open):
             if o[IDX] == index:
                 del st.open[i]
@@ -538,7 +557,9 @@ class WindowStore:
         else:
             if sum(b[REQ] for b in ring) < self.min_short:
                 return None
-            roll = array("d", map(sum, zip(*ring, strict=True)))
+            roll = ring[0]  # summed in ring order, as the C path does (``sum`` of floats
+            for b in ring[1:]:  # is compensated from Python 3.12: not the same last bit)
+                roll = array("d", map(add, roll, b))
             roll[FIRST] = min(b[FIRST] for b in ring)
             roll[LAST] = max(b[LAST] for b in ring)
         end = (index + 1) * self.bucket_seconds
