@@ -67,7 +67,7 @@ static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_la
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_cur, *a_open, *a_seen,
     *a_last_ts, *a_fps, *a_ids, *a_ids_at, *a_cache, *a_overrides, *a_lookup, *a_kind,
     *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_ring, *a_hour, *a_phase, *a_stats_short,
-    *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour;
+    *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour, *a_active_flag;
 
 /* ---- BLAKE2b with an 8-byte digest (hashlib.blake2b(data, digest_size=8)) ---- */
 static const uint64_t b2_iv[8] = {
@@ -1062,13 +1062,28 @@ no:
     return 0;
 }
 
+/* Are intel overrides in force? ``network.overrides.active`` (a plain attribute, read
+ * without calling into Python); an object without it is asked with bool(). */
+static int overrides_active(PyObject *network) {
+    PyObject *overrides = PyObject_GetAttr(network, a_overrides);
+    if (overrides == NULL) return -1;
+    PyObject *active = PyObject_GetAttr(overrides, a_active_flag);
+    int has;
+    if (active != NULL) {
+        has = PyObject_IsTrue(active);
+        Py_DECREF(active);
+    } else {
+        PyErr_Clear();
+        has = PyObject_IsTrue(overrides);
+    }
+    Py_DECREF(overrides);
+    return has;
+}
+
 /* The network block of ``ip`` at ``ts``: the enricher's cache when there are no overrides,
  * else (and on a miss) NetworkEnricher.lookup itself. New reference. */
 static PyObject *network_info(PyObject *network, PyObject *ip, double ts) {
-    PyObject *overrides = PyObject_GetAttr(network, a_overrides);
-    if (overrides == NULL) return NULL;
-    int has = PyObject_IsTrue(overrides);
-    Py_DECREF(overrides);
+    int has = overrides_active(network);
     if (has < 0) return NULL;
     if (!has) {
         PyObject *cache = PyObject_GetAttr(network, a_cache);
@@ -1163,10 +1178,7 @@ done:
  * cache dict, the NetworkInfo and four of its fields). With overrides, every event asks
  * NetworkEnricher.lookup, as the Python path does, and nothing is memoised. */
 static int net_keys(PyObject *network, PyObject *ip, double ts, uint64_t k_ip, NetKeys *nk) {
-    PyObject *overrides = PyObject_GetAttr(network, a_overrides);
-    if (overrides == NULL) return -1;
-    int has = PyObject_IsTrue(overrides);
-    Py_DECREF(overrides);
+    int has = overrides_active(network);
     if (has < 0) return -1;
     PyObject *memo = NULL;
     Py_buffer mv;
@@ -1650,5 +1662,6 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_hot_log, "_hot_log");
     INTERN(a_expiry, "_expiry");
     INTERN(a_in_hour, "_in_hour");
+    INTERN(a_active_flag, "active");
     return PyModule_Create(&module);
 }

@@ -248,11 +248,14 @@ class Overrides:
     'proxy'
     """
 
-    __slots__ = ("_by_len", "_lengths")
+    __slots__ = ("_by_len", "_lengths", "active")
 
     def __init__(self) -> None:
         self._by_len: dict[tuple[int, int], dict[int, IntelRecord]] = {}
         self._lengths: dict[int, list[int]] = {4: [], 6: []}
+        #: has any override ever been put (what ``bool()`` says; a plain attribute, so
+        #: that the C hot path reads it per event without calling into Python)
+        self.active = False
 
     def put(self, rec: IntelRecord) -> None:
         net = ipaddress.ip_network(rec.cidr, strict=False)
@@ -262,6 +265,7 @@ class Overrides:
             self._lengths[net.version] = sorted(
                 {*self._lengths[net.version], net.prefixlen}, reverse=True
             )
+            self.active = True
         self._by_len[slot][int(net.network_address)] = rec
 
     def delete(self, cidr: str) -> None:
@@ -289,7 +293,7 @@ class Overrides:
         return sum(len(t) for t in self._by_len.values())
 
     def __bool__(self) -> bool:
-        return bool(self._lengths[4] or self._lengths[6])
+        return self.active
 
 
 class NetworkEnricher:
