@@ -281,24 +281,51 @@ def _first_after(events: list[tuple[bytes, bytes, int]], ts: float) -> int:
     return len(events)
 
 
+#: Where the core's memory goes, by the source file that allocated it (tracemalloc): the
+#: address cache of the network enricher (bounded by ``network.cache_size``), the cohort
+#: models (a fixed number per partition), and the per-account state (everything else:
+#: objects the C hot path creates are charged to the Python line that called it).
+_PARTS = (
+    ("address_cache", ("/pipeline/enrich/",)),
+    ("models", ("/river/",)),
+)
+
+
+def _part(filename: str) -> str:
+    for name, markers in _PARTS:
+        if any(m in filename for m in markers):
+            return name
+    return "account_state"
+
+
 def _memory_per_account(
     settings: Settings, network: NetworkEnricher, accounts: int, seed: int
 ) -> dict[str, int]:
     """Bytes of live Python objects per active account held by the core after 10 simulated
     minutes (tracemalloc: immune to the allocator reusing memory freed by earlier runs,
-    which makes resident-size differences meaningless inside one process)."""
+    which makes resident-size differences meaningless inside one process), in total and
+    per part (:data:`_PARTS`)."""
     events, _ = _core_events(accounts, 10, seed + 1)
     gc.collect()
     tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
+    before = tracemalloc.take_snapshot()
     flow = Flow(settings.detector, network, partitions={0, 1, 2, 3})
     for i, (key, raw, p) in enumerate(events):
         flow.process_message(key, raw, Source("bench", p, i))
     gc.collect()
-    held = tracemalloc.get_traced_memory()[0] - before
+    after = tracemalloc.take_snapshot()
     tracemalloc.stop()
+    parts = dict.fromkeys(["account_state", *(name for name, _ in _PARTS)], 0)
+    for diff in after.compare_to(before, "filename"):
+        parts[_part(diff.traceback[0].filename)] += diff.size_diff
+    del before, after
     active = sum(len(sh.windows.accounts) for sh in flow.shards.values())
-    return {"active_accounts": active, "bytes_per_account": round(held / max(1, active))}
+    per = max(1, active)
+    return {
+        "active_accounts": active,
+        "bytes_per_account": round(sum(parts.values()) / per),
+        **{f"{name}_bytes_per_account": round(size / per) for name, size in parts.items()},
+    }
 
 
 def machine() -> str:
@@ -316,9 +343,14 @@ def print_table(result: dict) -> None:
     for f in result["figures"]:
         print(f"{f['name']:56s} {f['eps']:>12,d} {f['x_decode']:>14.2f}")
     for m in (result.get("bytes_per_account") or {}).values():
+        parts = ", ".join(
+            f"{name} {m[f'{name}_bytes_per_account']:,}"
+            for name in ("account_state", *(n for n, _ in _PARTS))
+            if f"{name}_bytes_per_account" in m
+        )
         print(
             f"memory held per active account at {m['active_accounts']:,} active accounts: "
-            f"{m['bytes_per_account']:,} bytes"
+            f"{m['bytes_per_account']:,} bytes ({parts})"
         )
     snap = result.get("snapshot")
     if snap:
