@@ -565,10 +565,16 @@ static int bucket_index(PyObject *arr, double *out) {
     return 0;
 }
 
+/* (through + 1) << shift as the floor of a table filter; 0 keeps everything when the
+ * window reaches back before bucket 0 (the Python floor is then negative) */
+static inline uint64_t floor_of(long long through, int shift) {
+    return through + 1 > 0 ? (uint64_t)(through + 1) << shift : 0;
+}
+
 /* windows._expire_fps on the account's open fingerprint table: 1 if some expired (the
  * table is replaced), 0 if none did */
 static int expire_fps(Table *tb, PyObject *st, int64_t through) {
-    PyObject *nt = filtered(tb->t, tb->n, 0, (uint64_t)(through + 1) << 1, 0, PACKED_MIN);
+    PyObject *nt = filtered(tb->t, tb->n, 0, floor_of(through, 1), 0, PACKED_MIN);
     if (nt == NULL) return -1;
     if (nt == Py_None) {
         Py_DECREF(nt);
@@ -615,7 +621,7 @@ static PyObject *hot_expire_fps(PyObject *self, PyObject *const *args, Py_ssize_
     RTable r;
     if (table_args(args, nargs, 1, "expire_fps(fps, through)", &r, &through, NULL) < 0)
         return NULL;
-    PyObject *out = filtered(r.t, r.n, 0, (uint64_t)(through + 1) << 1, 0, PACKED_MIN);
+    PyObject *out = filtered(r.t, r.n, 0, floor_of(through, 1), 0, PACKED_MIN);
     PyBuffer_Release(&r.view);
     return out;
 }
@@ -625,7 +631,7 @@ static PyObject *hot_prune_seen(PyObject *self, PyObject *const *args, Py_ssize_
     RTable r;
     if (table_args(args, nargs, 1, "prune_seen(seen, through)", &r, &through, NULL) < 0)
         return NULL;
-    PyObject *out = filtered(r.t, r.n, 1, (uint64_t)(through + 1) << S_LAST, 1, PAIRS_MIN);
+    PyObject *out = filtered(r.t, r.n, 1, floor_of(through, S_LAST), 1, PAIRS_MIN);
     PyBuffer_Release(&r.view);
     return out;
 }
@@ -701,12 +707,6 @@ static int dbuf(PyObject *arr, Py_buffer *v, double **out) {
 static inline long long pymod(long long a, long long b) {
     long long r = a % b;
     return r < 0 ? r + b : r;
-}
-
-/* (through + 1) << shift as the floor of a table filter; 0 keeps everything when the
- * window reaches back before bucket 0 (the Python floor is then negative) */
-static inline uint64_t floor_of(long long through, int shift) {
-    return through + 1 > 0 ? (uint64_t)(through + 1) << shift : 0;
 }
 
 /* replace the account's table ``attr`` by its filtered copy when something was dropped */

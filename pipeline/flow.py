@@ -230,73 +230,45 @@ class Flow:
         sh = self.shards.get(source.partition)
         if sh is None:
             sh = self.shard(source.partition)
-        if self._event is not None and type(value) is bytes and b"\n" not in value:
-            # the common case inline: one event, counted in C, that closes nothing
-            r = self._event(sh.windows, self.network, value, self._skew)
-            c, sc = self.counters, sh.counts
-            c.consumed += 1
-            sc.consumed += 1
-            if r == 0:
-                c.processed += 1
-                sc.processed += 1
-                sh.next_offset = source.offset + 1
-                return NOTHING
-            out = Output()
-            if r > 0:  # bit 0 = late, bit 1 = a bucket is due to close
-                self._counted(sh, source.partition, out, r & 1, r & 2)
-            else:  # the C path changed nothing: the Python path names what is unusual
-                self._python(key, value, source, out, sh)
-            sh.next_offset = source.offset + 1
-            return out
-        out = Output()
+        out = NOTHING  # replaced by a new Output only when an event produces something
         if value and b"\n" in value and b"\n" in value.strip():  # strip() copies: only then
-            self._packed(key, value, source, out, sh)
+            for n, line in enumerate(value.split(b"\n"), start=1):
+                if line and not line.isspace():
+                    out = self._one(key, line, source, n, out, sh)
         else:
-            self._one(key, value, source, out, sh)
+            out = self._one(key, value, source, 0, out, sh)
         sh.next_offset = source.offset + 1
         return out
 
-    def _packed(self, key: bytes, value: bytes, source: Source, out: Output, sh: Shard) -> None:
-        """Many events, one per line (blank lines skipped); each line is on its own."""
-        event = self._event
-        if event is None:
-            for n, line in enumerate(value.split(b"\n"), start=1):
-                if line and not line.isspace():
-                    line_src = Source(source.topic, source.partition, source.offset, n)
-                    self._one(key, line, line_src, out, sh)
-            return
-        ws, network, skew, part = sh.windows, self.network, self._skew, source.partition
-        c, sc = self.counters, sh.counts
-        quiet = 0  # lines the C path counted that closed nothing: added up at the end
-        for n, line in enumerate(value.split(b"\n"), start=1):
-            if not line or line.isspace():
-                continue
-            r = event(ws, network, line, skew)
-            if r == 0:
-                quiet += 1
-                continue
-            c.consumed += 1
-            sc.consumed += 1
-            if r > 0:
-                self._counted(sh, part, out, r & 1, r & 2)
-            else:
-                self._python(key, line, Source(source.topic, part, source.offset, n), out, sh)
-        c.consumed += quiet
-        c.processed += quiet
-        sc.consumed += quiet
-        sc.processed += quiet
-
     def _one(
-        self, key: bytes | None, raw: bytes | None, source: Source, out: Output, sh: Shard
-    ) -> None:
-        self.counters.consumed += 1
-        sh.counts.consumed += 1
-        if self._event is not None:
-            r = self._event(sh.windows, self.network, raw, self._skew)
-            if r >= 0:  # counted in C: bit 0 = late, bit 1 = a bucket is due to close
-                self._counted(sh, source.partition, out, r & 1, r & 2)
-                return
-        self._python(key, raw, source, out, sh)
+        self,
+        key: bytes | None,
+        raw: bytes | None,
+        source: Source,
+        line: int,
+        out: Output,
+        sh: Shard,
+    ) -> Output:
+        """One consumed event (``line`` > 0: that line of a packed message): counted in C
+        when it is ordinary, else by the Python path. Returns ``out``, or a new Output in
+        its place if it was NOTHING and this event produced something."""
+        c, sc = self.counters, sh.counts
+        c.consumed += 1
+        sc.consumed += 1
+        r = -1 if self._event is None else self._event(sh.windows, self.network, raw, self._skew)
+        if r == 0:  # counted in C, closes nothing: the common case
+            c.processed += 1
+            sc.processed += 1
+            return out
+        if out is NOTHING:
+            out = Output()
+        if r > 0:  # counted in C: bit 0 = late, bit 1 = a bucket is due to close
+            self._counted(sh, source.partition, out, r & 1, r & 2)
+        else:  # the C path changed nothing: the Python path names what is unusual
+            if line:
+                source = Source(source.topic, source.partition, source.offset, line)
+            self._python(key, raw, source, out, sh)
+        return out
 
     def _python(
         self, key: bytes | None, raw: bytes | None, source: Source, out: Output, sh: Shard

@@ -483,9 +483,10 @@ class WindowStore:
             states = self._active.pop(index, [])
             states.sort(key=_by_id)
             if self.native and _hot is not None:
-                views = self._short_views(_hot.close(self, states, index), index)
+                closed = _hot.close(self, states, index)
             else:
-                views = [v for st in states if (v := self._close(st, index)) is not None]
+                closed = [c for st in states if (c := self._close(st, index)) is not None]
+            views = self._short_views(closed, index)
             for st in self._expiry.pop(index, ()):  # quiet for a whole view: free its buckets
                 if st.ring and st.ring[-1][IDX] <= index - self.view_buckets:
                     st.ring = []
@@ -501,8 +502,8 @@ class WindowStore:
 
     def _short_views(self, closed: list[tuple[AccountState, array, int]], index: int) -> list[View]:
         """The short views of accounts whose bucket ``index`` closed: ``closed`` holds, per
-        account due a view, its rolled-up counters and how many buckets they cover (what
-        :meth:`_close` computes, from the C close path)."""
+        account due a view, its rolled-up counters and how many buckets they cover (from
+        :meth:`_close` or its C twin ``_hot.close``)."""
         end = (index + 1) * self.bucket_seconds
         start = float(end - self.view_buckets * self.bucket_seconds)
         end = float(end)
@@ -512,10 +513,11 @@ class WindowStore:
             make_view(SHORT, st, start, end, roll, horizon, index, n, ops) for st, roll, n in closed
         ]
 
-    def _close(self, st: AccountState, index: int) -> View | None:
+    def _close(self, st: AccountState, index: int) -> tuple[AccountState, array, int] | None:
         """Close the account's bucket ``index``: fold it into the hour and the short view's
-        ring, forget what fell out of the view, and build the short view if one is due.
-        The Python reference of ``_hot.close`` (tests/unit/test_hot.py compares them)."""
+        ring, forget what fell out of the view; if a view is due, (account, its rolled-up
+        counters, buckets rolled). The Python reference of ``_hot.close``
+        (tests/unit/test_hot.py compares them)."""
         for i, o in enumerate(st.open):
             if o[IDX] == index:
                 del st.open[i]
@@ -543,10 +545,9 @@ class WindowStore:
         horizon = index - self.view_buckets
         while ring[0][IDX] <= horizon:
             del ring[0]
-        ops = self._ops()
-        if st.seen[0] > SEEN_CAP and (fresh := ops.prune_seen(st.seen, horizon)) is not None:
+        if st.seen[0] > SEEN_CAP and (fresh := _Tables.prune_seen(st.seen, horizon)) is not None:
             st.seen = fresh
-        if st.fps is not None and (fresh := ops.expire_fps(st.fps, horizon)) is not None:
+        if st.fps is not None and (fresh := _Tables.expire_fps(st.fps, horizon)) is not None:
             st.fps = fresh
         if (index + 1 + st.phase) % self.view_buckets and not self._hot(st, o):
             return None  # between view boundaries, only a hot minute is worth a view
@@ -562,9 +563,7 @@ class WindowStore:
                 roll = array("d", map(add, roll, b))
             roll[FIRST] = min(b[FIRST] for b in ring)
             roll[LAST] = max(b[LAST] for b in ring)
-        end = (index + 1) * self.bucket_seconds
-        start = end - self.view_buckets * self.bucket_seconds
-        return make_view(SHORT, st, float(start), float(end), roll, horizon, index, len(ring), ops)
+        return st, roll, len(ring)
 
     def _hot(self, st: AccountState, o: array) -> bool:
         """Is this closed minute far above the account's usual rate (or has it no history)?
