@@ -243,6 +243,7 @@ class Checkpointer:
         self.dead_sent: set[tuple] = set()
         self.already_written = 0  # outputs skipped because a previous run wrote them
         self.saved_offsets: dict[str, int] = {}  # unit -> next_offset of its last snapshot
+        # that is on the broker (set after the flush that writes it)
 
     async def save(self, units: dict[str, tuple[int, Any]]) -> None:
         """Write a snapshot of each unit: name -> (next_offset, state)."""
@@ -262,8 +263,9 @@ class Checkpointer:
             if prev:
                 stale += tombstones(unit, *prev)
             self._generations[unit] = (gen, len(records) - 1)
-            self.saved_offsets[unit] = next_offset
         await self._flush()
+        for unit, (next_offset, _) in units.items():  # written only now: /accounting, which
+            self.saved_offsets[unit] = next_offset  # can answer during the flush, says so
         for key, value in stale:
             await self._send(key, value)
         self.saved += len(units)
