@@ -15,6 +15,9 @@
  * of a partition and anything unusual. tests/unit/test_hot.py proves the equivalence on
  * generated events and on whole simulations.
  *
+ * A message of many newline-delimited events is not decoded: event() returns PACKED and
+ * the caller offers it line by line (flow.is_packed is the same test in Python).
+ *
  * No prompt or completion content passes through here: events carry counts and
  * fingerprints only.
  */
@@ -25,6 +28,7 @@
 #include <string.h>
 
 #define FALLBACK (-1)
+#define PACKED (-2) /* a message of many events (newline-delimited): split it first */
 
 /* bucket counters: the layout of pipeline.features.windows */
 enum { IDX, REQ, PT, CT, ERR, THR, RISKY, FPD, REP, NNET, NAGENT, GAPS, GSUM, GSQ, NEWM, FIRST, LAST, K };
@@ -1233,6 +1237,20 @@ static int net_keys(PyObject *network, PyObject *ip, double ts, uint64_t k_ip, N
     return rc;
 }
 
+/* flow.is_packed: a newline inside the message once ASCII whitespace is stripped from
+ * both ends (bytes.strip()) */
+static inline int is_ws(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+static int is_packed(PyObject *raw) {
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(raw);
+    Py_ssize_t n = PyBytes_GET_SIZE(raw);
+    if (n == 0 || memchr(p, '\n', (size_t)n) == NULL) return 0;
+    Py_ssize_t i = 0, j = n;
+    while (i < j && is_ws(p[i])) i++;
+    while (j > i && is_ws(p[j - 1])) j--;
+    return j > i && memchr(p + i, '\n', (size_t)(j - i)) != NULL;
+}
+
 static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "event(windows, network, raw, max_skew)");
@@ -1242,6 +1260,7 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     double max_skew = PyFloat_AsDouble(args[3]);
     if (max_skew == -1.0 && PyErr_Occurred()) return NULL;
     if (!PyBytes_CheckExact(raw)) return PyLong_FromLong(FALLBACK);
+    if (is_packed(raw)) return PyLong_FromLong(PACKED);
 
     PyObject *doc = NULL, *ip = NULL, *st = NULL, *result = NULL;
     PyObject *o = NULL, *ids = NULL;

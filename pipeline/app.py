@@ -220,11 +220,10 @@ def create_app(
                 continue  # already in the state (Faust's seek should make this never happen)
             if expect:
                 check_resume(unit_name("requests", m.partition), m.offset)
-            source = Source(m.topic, m.partition, m.offset)
             n += 1
             started = time.perf_counter() if n % sample == 0 else 0.0
             try:
-                out = flow.process_message(m.key, m.value, source)
+                out = flow.process(m.key, m.value, m.partition, m.offset, m.topic)
             except Exception as exc:  # a defect: keep the record, keep the worker alive
                 log.exception(
                     "internal error at %s[%d]@%d",
@@ -233,6 +232,7 @@ def create_app(
                     m.offset,
                     extra={"topic": m.topic, "partition": m.partition, "offset": m.offset},
                 )
+                source = Source(m.topic, m.partition, m.offset)
                 out = flow.internal_error(m.key, m.value, source, exc)
             if started:
                 metrics.processing.observe(time.perf_counter() - started)

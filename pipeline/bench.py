@@ -34,7 +34,7 @@ from pipeline.codec import decode_request, encode_request
 from pipeline.enrich.accounts import AccountDirectory
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.flow import Flow, partition_for
-from pipeline.records import Enriched, RequestEvent, Source
+from pipeline.records import Enriched, RequestEvent
 from pipeline.settings import Settings
 from pipeline.sim.scenarios import Simulation
 
@@ -215,13 +215,13 @@ def bench_core(
         for acct in sim.accounts():
             flow.accounts.put(acct)
         for i, (key, raw, p) in enumerate(warm):
-            flow.process_message(key, raw, Source("bench", p, i))
+            flow.process(key, raw, p, i, "bench")
         flows.append(flow)
 
     def core() -> None:
         flow = flows.pop()
         for i, (key, raw, p) in enumerate(timed, start=len(warm)):
-            flow.process_message(key, raw, Source("bench", p, i))
+            flow.process(key, raw, p, i, "bench")
         holder[:] = [flow]
 
     floor = best_of(repeat, len(timed), "orjson decode only (floor)", decode_only)
@@ -311,7 +311,7 @@ def _memory_per_account(
     before = tracemalloc.take_snapshot()
     flow = Flow(settings.detector, network, partitions={0, 1, 2, 3})
     for i, (key, raw, p) in enumerate(events):
-        flow.process_message(key, raw, Source("bench", p, i))
+        flow.process(key, raw, p, i, "bench")
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()

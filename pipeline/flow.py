@@ -102,6 +102,16 @@ class Output:
         return bool(self.alerts or self.dead_letters or self.enriched or self.digests)
 
 
+def is_packed(value: bytes | None) -> bool:
+    """Does the message carry many events (newline-delimited JSON)? A newline inside it once
+    whitespace is stripped from both ends; a single event may end with a newline."""
+    return bool(value) and b"\n" in value and b"\n" in value.strip()  # type: ignore[operator]
+
+
+#: _hot.event's answer for a packed message (is_packed), and Flow._one's.
+_C_PACKED = -2
+_PACKED = Output((), (), (), ())  # type: ignore[arg-type]
+
 #: What most messages produce: nothing. Shared, so its fields are empty tuples: reading it
 #: works like any Output, appending to it fails loudly.
 NOTHING = Output((), (), (), ())  # type: ignore[arg-type]
@@ -222,52 +232,64 @@ class Flow:
             del self.shards[p]
 
     def process_message(self, key: bytes | None, value: bytes | None, source: Source) -> Output:
-        """One Kafka message: a single JSON event, or many as newline-delimited JSON.
+        """:meth:`process` of a message at ``source``."""
+        return self.process(key, value, source.partition, source.offset, source.topic)
 
-        A bad event (or a bad line of a packed message) becomes a DeadLetter with its reason;
-        the rest of the message is still processed.
+    def process(
+        self, key: bytes | None, value: bytes | None, partition: int, offset: int, topic: str = ""
+    ) -> Output:
+        """One Kafka message (at ``topic``, ``partition``, ``offset``): a single JSON event,
+        or many as newline-delimited JSON (:func:`is_packed`).
+
+        A bad event (or a bad line of a packed message) becomes a DeadLetter with its reason
+        and its :class:`Source`; the rest of the message is still processed. The Source is
+        built only then: an ordinary event costs no object.
         """
-        sh = self.shards.get(source.partition)
+        sh = self.shards.get(partition)
         if sh is None:
-            sh = self.shard(source.partition)
-        out = NOTHING  # replaced by a new Output only when an event produces something
-        if value and b"\n" in value and b"\n" in value.strip():  # strip() copies: only then
-            for n, line in enumerate(value.split(b"\n"), start=1):
+            sh = self.shard(partition)
+        out = self._one(key, value, topic, partition, offset, 0, NOTHING, sh)
+        if out is _PACKED:
+            out = NOTHING  # replaced by a new Output only when a line produces something
+            for n, line in enumerate(value.split(b"\n"), start=1):  # type: ignore[union-attr]
                 if line and not line.isspace():
-                    out = self._one(key, line, source, n, out, sh)
-        else:
-            out = self._one(key, value, source, 0, out, sh)
-        sh.next_offset = source.offset + 1
+                    out = self._one(key, line, topic, partition, offset, n, out, sh)
+        sh.next_offset = offset + 1
         return out
 
     def _one(
         self,
         key: bytes | None,
         raw: bytes | None,
-        source: Source,
+        topic: str,
+        partition: int,
+        offset: int,
         line: int,
         out: Output,
         sh: Shard,
     ) -> Output:
         """One consumed event (``line`` > 0: that line of a packed message): counted in C
         when it is ordinary, else by the Python path. Returns ``out``, or a new Output in
-        its place if it was NOTHING and this event produced something."""
-        c, sc = self.counters, sh.counts
-        c.consumed += 1
-        sc.consumed += 1
+        its place if it was NOTHING and this event produced something; or ``_PACKED``,
+        having counted nothing, when a whole message (``line`` 0) is packed."""
         r = -1 if self._event is None else self._event(sh.windows, self.network, raw, self._skew)
+        c, sc = self.counters, sh.counts
         if r == 0:  # counted in C, closes nothing: the common case
+            c.consumed += 1
+            sc.consumed += 1
             c.processed += 1
             sc.processed += 1
             return out
+        if r == _C_PACKED or (r < 0 and not line and is_packed(raw)):
+            return _PACKED
+        c.consumed += 1
+        sc.consumed += 1
         if out is NOTHING:
             out = Output()
         if r > 0:  # counted in C: bit 0 = late, bit 1 = a bucket is due to close
-            self._counted(sh, source.partition, out, r & 1, r & 2)
+            self._counted(sh, partition, out, r & 1, r & 2)
         else:  # the C path changed nothing: the Python path names what is unusual
-            if line:
-                source = Source(source.topic, source.partition, source.offset, line)
-            self._python(key, raw, source, out, sh)
+            self._python(key, raw, Source(topic, partition, offset, line or None), out, sh)
         return out
 
     def _python(

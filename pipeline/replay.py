@@ -34,7 +34,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pipeline.codec import encode_alert
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.flow import Flow, partition_for
-from pipeline.records import Alert, DeadLetter, Source
+from pipeline.records import Alert, DeadLetter
 from pipeline.reference import apply_account, apply_intel
 from pipeline.settings import Settings
 from pipeline.subscribe import end_offsets
@@ -266,10 +266,10 @@ def run(
     result, alerts)``, if given, sees every record (used to count tokens before alerts)."""
     result = ReplayResult(flow=flow)
     t = time.perf_counter()
-    process = flow.process_message
+    process = flow.process
     for batch in batches:
         for p, offset, key, value, _ts in batch:
-            out = process(key, value, Source(topic, p, offset))
+            out = process(key, value, p, offset, topic)
             if observe is not None:
                 observe(key, value, result, out.alerts)
             if out:

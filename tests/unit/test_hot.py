@@ -25,7 +25,7 @@ from pipeline import _hot  # built with the package (pyproject.toml); a failure 
 from pipeline.codec import decode_request, encode_alert, encode_dead_letter, encode_request
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.features.windows import event_id_hash
-from pipeline.flow import Flow, partition_for
+from pipeline.flow import Flow, is_packed, partition_for
 from pipeline.records import IntelRecord, Source
 from pipeline.settings import Settings
 from pipeline.sim.scenarios import Simulation
@@ -115,6 +115,17 @@ def test_the_c_path_is_taken() -> None:
     assert _hot.event(ws, flow.network, orjson.dumps(ev2), 1e9) >= 0
     assert _hot.event(ws, flow.network, orjson.dumps(ev2), 1e9) == -1  # a duplicate now
     assert _hot.event(ws, flow.network, b"{", 1e9) == -1
+
+
+@given(st.binary(max_size=40) | st.lists(st.sampled_from([b" ", b"\t", b"\n", b"\r", b"\x0b",
+        b"\x0c", b"{}", b"x", b"\xa0"]), max_size=12).map(b"".join))  # fmt: skip
+def test_packed_messages_are_recognised_as_python_does(raw: bytes) -> None:
+    """The C path's test for a packed message is flow.is_packed (bytes.strip's whitespace)."""
+    flow = Flow(CFG, NetworkEnricher(), partitions={0})
+    flow.process_message(b"a1", orjson.dumps(_event(0, "a1", 1.0)), Source("t", 0, 0))
+    got = _hot.event(flow.shards[0].windows, flow.network, raw, 1e9)
+    assert (got == -2) == is_packed(raw)
+    assert got < 0  # none of these is an event
 
 
 @given(st.text(max_size=300))
