@@ -171,23 +171,22 @@ class AccountDetector:
             volume_z = max(min(zs[f].z, s) for f, s in zip(VOLUME, own, strict=True))
         else:
             volume_z = max(zs[f].z for f in VOLUME)
-        score, trusted, novel, reasons, ctx = self._evidence(view, account, zs)
+        score, trusted, novel = self._evidence(view, account, zs)
         score += volume_z
         long_outputs = zs["completion_tokens_per_request"].z >= 2.0
         signature = long_outputs and _templated(view)
         if signature:  # templated prompts pulling long outputs: what distillation looks like
             score += 1.5
-            reasons.append(Reason("templated_long_outputs", 1.0, 0.0, 1.5))
         gate = self.min_volume_z * (2 / 3 if signature else 1.0)
+        verdict, drifting = None, False
         if volume_z >= gate / 2:  # a candidate: ask the cohort model and the drift detector
             verdict = self.anomaly.score(kind, cohort, view.values)
             if verdict is not None and verdict[1]:
                 score += 1.0
-                reasons.append(Reason("cohort_anomaly", verdict[0], verdict[2], 1.0))
             residual = logs[1] - math.log1p(zs[VOLUME[1]].baseline)
-            if kind == LONG and self._drifting(st, residual):
+            drifting = kind == LONG and self._drifting(st, residual)
+            if drifting:
                 score += 1.0
-                reasons.append(Reason("usage_drift", view.values[VOLUME[1]], 0.0, 1.0))
         flagged = (
             warm
             and volume_z >= gate
@@ -205,11 +204,21 @@ class AccountDetector:
                 self._drift_learn(st, logs[1] - math.log1p(zs[VOLUME[1]].baseline))
         if self.observer is not None:
             self.observer(view, score, flagged)
+        if not flagged:  # most views: the policy reads only ``flagged``; nothing to explain
+            return Finding(view, score, False, [], {}, f"{DETECTOR}-{kind}")
+        # the explanation, in score order: top z-scores, then the evidence terms
+        reasons: list[Reason] = []
+        ctx: dict[str, str | bool | float | None] = {}
+        self._evidence(view, account, zs, reasons, ctx)  # the same points, now with reasons
+        if signature:
+            reasons.append(Reason("templated_long_outputs", 1.0, 0.0, 1.5))
+        if verdict is not None and verdict[1]:
+            reasons.append(Reason("cohort_anomaly", verdict[0], verdict[2], 1.0))
+        if drifting:
+            reasons.append(Reason("usage_drift", view.values[VOLUME[1]], 0.0, 1.0))
         ranked = sorted(zs.values(), key=lambda z: (-z.z, z.feature))[:3]
-        reasons = [Reason(z.feature, z.observed, z.baseline, z.z) for z in ranked if z.z > 0] + [
-            r for r in reasons
-        ]
-        return Finding(view, score, flagged, reasons, ctx, f"{DETECTOR}-{kind}")
+        reasons[:0] = [Reason(z.feature, z.observed, z.baseline, z.z) for z in ranked if z.z > 0]
+        return Finding(view, score, True, reasons, ctx, f"{DETECTOR}-{kind}")
 
     def _drifting(self, st: AccountState, residual: float) -> bool:
         """Would this hour's residual (log volume minus the cohort's) complete a drift?
@@ -262,18 +271,24 @@ class AccountDetector:
             self.anomaly.learn(view.kind, cohort, view.values)
 
     def _evidence(
-        self, view: View, account: Account | None, zs: dict[str, FeatureZ]
-    ) -> tuple[float, bool, bool, list[Reason], dict]:
-        """Bounded evidence terms; returns (points, trusted, novel, reasons, context)."""
+        self,
+        view: View,
+        account: Account | None,
+        zs: dict[str, FeatureZ],
+        reasons: list[Reason] | None = None,
+        ctx: dict[str, str | bool | float | None] | None = None,
+    ) -> tuple[float, bool, bool]:
+        """Bounded evidence terms: (points, trusted, novel). With ``reasons`` and ``ctx``
+        (for a flagged view only: they cost more than the points), also the reasons for
+        the points and the context the alert carries."""
         v = view.values
         points = 0.0
-        reasons: list[Reason] = []
         points += min(2.0, max(0.0, zs["completion_tokens_per_request"].z - 1.0))
         if _templated(view):
             points += 1.5
-            reasons.append(
-                Reason("template_reuse", v["template_reuse"], zs["template_reuse"].baseline, 1.5)
-            )
+            if reasons is not None:
+                baseline = zs["template_reuse"].baseline
+                reasons.append(Reason("template_reuse", v["template_reuse"], baseline, 1.5))
         breadth = ("distinct_api_keys", "distinct_ips", "distinct_networks")
         points += min(1.5, 0.5 * sum(zs[f].z > 3.0 for f in breadth))
         novel = False
@@ -282,27 +297,32 @@ class AccountDetector:
             if new_nets >= 0.5:
                 points += 2.0
                 novel = True
-                reasons.append(Reason("new_network_share", new_nets, 0.0, 2.0))
+                if reasons is not None:
+                    reasons.append(Reason("new_network_share", new_nets, 0.0, 2.0))
             if new_agents >= 0.5:
                 points += 1.0
                 novel = True
-                reasons.append(Reason("new_client_share", new_agents, 0.0, 1.0))
+                if reasons is not None:
+                    reasons.append(Reason("new_client_share", new_agents, 0.0, 1.0))
         risky = v["risky_network_share"]
-        ctx: dict[str, str | bool | float | None] = {"view": view.kind}
+        if ctx is not None:
+            ctx["view"] = view.kind
         trusted = False
         if account is None:
             points += 1.0
-            ctx["account"] = "unknown"
+            if ctx is not None:
+                ctx["account"] = "unknown"
         else:
             age_days = max(0.0, (view.end - account.created_at) / _DAY)
             trusted = account.payment_verified and (
                 age_days >= 90 or (account.tier in self.paid_tiers and age_days >= 30)
             )
-            ctx.update(
-                tier=account.tier,
-                account_age_days=round(age_days, 2),
-                payment_verified=account.payment_verified,
-            )
+            if ctx is not None:
+                ctx.update(
+                    tier=account.tier,
+                    account_age_days=round(age_days, 2),
+                    payment_verified=account.payment_verified,
+                )
             if not account.payment_verified:
                 points += 1.0
             if age_days < 7:
@@ -311,5 +331,6 @@ class AccountDetector:
             points -= 2.0
         elif risky >= 0.5:
             points += 1.5
-        ctx["risky_network_share"] = round(risky, 3)
-        return points, trusted, novel, reasons, ctx
+        if ctx is not None:
+            ctx["risky_network_share"] = round(risky, 3)
+        return points, trusted, novel
