@@ -26,3 +26,27 @@ def test_drift_scoring_leaves_the_detector_untouched_and_fires_on_a_sustained_ri
         fired = fired or det._drifting(st, 1.5)
         det._drift_learn(st, 1.5)
     assert fired
+
+
+def test_a_copied_cohort_model_is_the_model_river_builds() -> None:
+    """_fresh_hst copies a template's trees; river, asked directly, must agree on every
+    score through a window pivot and end in the same state."""
+    import pickle
+    import random
+
+    from river import anomaly
+
+    from pipeline.detect.population import ANOMALY_LIMITS, _fresh_hst
+
+    _fresh_hst(4, 5, 30, 3)  # the template
+    copied = _fresh_hst(4, 5, 30, 3)
+    built = anomaly.HalfSpaceTrees(4, 5, 30, limits=dict(ANOMALY_LIMITS), seed=3)
+    rng = random.Random(1)
+    for i in range(100):
+        stretch = 3 if i > 80 else 1
+        x = {f: rng.uniform(lo, hi * stretch) for f, (lo, hi) in ANOMALY_LIMITS.items()}
+        assert copied.score_one(x) == built.score_one(x)
+        copied.learn_one(x)
+        built.learn_one(x)
+    assert copied.score_one(x) > 0
+    assert pickle.dumps(copied) == pickle.dumps(built)
