@@ -986,6 +986,55 @@ done:
     return out;
 }
 
+/* ---- partition() ---- */
+
+/* Kafka's murmur2 (kafka.partitioner.default.murmur2, the Java client's Utils.murmur2) */
+static uint32_t murmur2(const uint8_t *data, size_t len) {
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28cU ^ (uint32_t)len;
+    size_t n4 = len / 4;
+    for (size_t i = 0; i < n4; i++) {
+        uint32_t k = (uint32_t)data[4 * i] | (uint32_t)data[4 * i + 1] << 8 |
+                     (uint32_t)data[4 * i + 2] << 16 | (uint32_t)data[4 * i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    const uint8_t *tail = data + (len & ~(size_t)3);
+    switch (len & 3) {
+    case 3:
+        h ^= (uint32_t)tail[2] << 16; /* fall through */
+    case 2:
+        h ^= (uint32_t)tail[1] << 8; /* fall through */
+    case 1:
+        h ^= tail[0];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+/* flow.partition_for: the partition Kafka's default partitioner picks for a bytes key */
+static PyObject *hot_partition(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "partition(key: bytes, partitions: int)");
+        return NULL;
+    }
+    long n = PyLong_AsLong(args[1]);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n <= 0) {
+        PyErr_SetString(PyExc_ValueError, "partitions must be positive");
+        return NULL;
+    }
+    uint32_t h = murmur2((const uint8_t *)PyBytes_AS_STRING(args[0]),
+                         (size_t)PyBytes_GET_SIZE(args[0]));
+    return PyLong_FromLong((long)((h & 0x7FFFFFFFU) % (uint32_t)n));
+}
+
 /* ---- event() ---- */
 
 typedef struct {
@@ -1610,6 +1659,8 @@ static PyMethodDef methods[] = {
      "event(windows, network, raw, max_skew) -> int\n\n"
      "Count one encoded request event into the windows: -1 = take the Python path "
      "(nothing was changed); else bit 0 = late, bit 1 = a bucket is due to close."},
+    {"partition", (PyCFunction)(void (*)(void))hot_partition, METH_FASTCALL,
+     "partition(key, partitions) -> int: Kafka's default partitioner (murmur2)."},
     {"event_id_hash", hot_event_id_hash, METH_O,
      "64-bit BLAKE2b of an event id (windows.event_id_hash)."},
     {"value_hash", hot_value_hash, METH_O, "61-bit value hash (table.value_hash)."},

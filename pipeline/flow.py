@@ -73,7 +73,12 @@ def campaign_detector(cfg: DetectorSettings) -> CampaignDetector:
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner picks for ``key``."""
+    """The partition Kafka's default (murmur2) partitioner picks for ``key``.
+
+    In C when the hot path is built: kafka-python's pure-Python murmur2 costs ~2.3 us, a
+    tenth of a replayed event's whole cost."""
+    if _hot is not None and type(key) is bytes:
+        return _hot.partition(key, partitions)
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 

@@ -128,6 +128,14 @@ def test_packed_messages_are_recognised_as_python_does(raw: bytes) -> None:
     assert got < 0  # none of these is an event
 
 
+@given(st.binary(max_size=64), st.integers(1, 1000))
+def test_partition_is_kafkas_murmur2_partitioner(key: bytes, partitions: int) -> None:
+    from kafka.partitioner.default import murmur2
+
+    assert _hot.partition(key, partitions) == (murmur2(key) & 0x7FFFFFFF) % partitions
+    assert partition_for(key, partitions) == _hot.partition(key, partitions)
+
+
 @given(st.text(max_size=300))
 def test_event_id_hash_is_blake2b(text: str) -> None:
     try:
