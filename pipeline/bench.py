@@ -287,7 +287,7 @@ def _first_after(events: list[tuple[bytes, bytes, int]], ts: float) -> int:
 #: objects the C hot path creates are charged to the Python line that called it).
 _PARTS = (
     ("address_cache", ("/pipeline/enrich/",)),
-    ("models", ("/river/",)),
+    ("models", ("/river/", "/pipeline/detect/population.py")),  # river's or our copies
 )
 
 
