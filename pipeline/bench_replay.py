@@ -6,7 +6,8 @@ On one broker (the embedded Tansu unless ``--bootstrap`` names one), with the sa
 * the floors: kafka-python consuming the topic range with the consumer settings replay
   uses, doing nothing with the records; and an orjson decode-only loop over the events;
 * ``xwatch replay`` from the broker: the same range through the core (its own reader, the
-  same function the command calls);
+  same function the command calls), with the fetch in a reader process (the default) and
+  inline in the core's process;
 * ``xwatch replay --input`` from a file of the same events.
 
 Each replay starts from a fresh core with the accounts loaded, and is timed from its first
@@ -88,8 +89,10 @@ def bench_replay(
         decode_eps = len(raws) / (time.perf_counter() - t)
         del raws
         raw_eps = _raw_consume(s, topic, len(evs))
-        batches, _, _ = replay.topic_range(s, topic, None, None)
+        batches, _, _ = replay.topic_range(s, topic, None, None)  # a reader process
         broker_eps, broker_alerts = _replayed(s, batches, sim, len(evs))
+        batches, _, _ = replay.topic_range(s, topic, None, None, reader="inline")
+        inline_eps, inline_alerts = _replayed(s, batches, sim, len(evs))
         batches, _ = replay.file_records(path, s.topics.partitions)
         file_eps, file_alerts = _replayed(s, batches, sim, len(evs))
     return {
@@ -99,10 +102,12 @@ def bench_replay(
         "decode_eps": round(decode_eps),
         "raw_consume_eps": round(raw_eps),
         "replay_broker_eps": round(broker_eps),
+        "replay_broker_inline_eps": round(inline_eps),
         "replay_file_eps": round(file_eps),
-        "alerts": {"broker": broker_alerts, "file": file_alerts},
+        "alerts": {"broker": broker_alerts, "broker_inline": inline_alerts, "file": file_alerts},
         "ratios": {
             "replay_broker_vs_raw_consume": broker_eps / raw_eps,
+            "replay_broker_inline_vs_raw_consume": inline_eps / raw_eps,
             "replay_file_vs_decode": file_eps / decode_eps,
         },
         "workdir": str(workdir),
@@ -116,12 +121,18 @@ def print_replay(r: dict) -> None:
         ("orjson decode only (floor)", r["decode_eps"], ""),
         ("kafka-python consume, replay's settings (floor)", r["raw_consume_eps"], ""),
         (
-            "replay from the broker",
+            "replay from the broker (reader process)",
             r["replay_broker_eps"],
             f"{r['ratios']['replay_broker_vs_raw_consume']:.2f} x kafka-python consume",
+        ),
+        (
+            "replay from the broker (reading inline)",
+            r["replay_broker_inline_eps"],
+            f"{r['ratios']['replay_broker_inline_vs_raw_consume']:.2f} x kafka-python consume",
         ),
         ("replay from a file", r["replay_file_eps"], ""),
     )
     for name, eps, note in rows:
         print(f"{name:50s} {eps:>10,d} events/s  {note}")
-    print(f"alerts: {r['alerts']['broker']} (broker), {r['alerts']['file']} (file)")
+    a = r["alerts"]
+    print(f"alerts: {a['broker']} (broker), {a['broker_inline']} (inline), {a['file']} (file)")

@@ -116,48 +116,127 @@ def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition
     return parts
 
 
-def topic_range(settings: Settings, topic: str, start: float | None, end: float | None):
+def topic_range(
+    settings: Settings,
+    topic: str,
+    start: float | None,
+    end: float | None,
+    reader: str = "process",
+):
     """(record batches, total, partitions) of ``topic`` between two times (epoch seconds,
-    compared with the records' Kafka timestamps)."""
+    compared with the records' Kafka timestamps).
+
+    ``reader="process"`` (the default) fetches in a child process while this one runs the
+    core: kafka-python's fetch and record parsing is Python, ~7 us per record, as much as
+    half the core's own cost, and on a second CPU it overlaps with the core instead of
+    adding to it. The batches are the same either way (``"inline"`` fetches here), so the
+    alerts are too.
+    """
     consumer = range_consumer(settings)
     parts = topic_partitions(consumer, topic)
-    first = consumer.beginning_offsets(parts)
-    last = end_offsets(consumer, parts)  # captured now: the run terminates
-    lo, hi = dict(first), dict(last)
-    if start is not None:
-        found = consumer.offsets_for_times({tp: _ms(start) for tp in parts})
-        lo = {tp: (found[tp].offset if found[tp] is not None else last[tp]) for tp in parts}
-    if end is not None:
-        found = consumer.offsets_for_times({tp: _ms(end) for tp in parts})
-        hi = {tp: (found[tp].offset if found[tp] is not None else last[tp]) for tp in parts}
+    try:
+        first = consumer.beginning_offsets(parts)
+        last = end_offsets(consumer, parts)  # captured now: the run terminates
+        lo, hi = dict(first), dict(last)
+        if start is not None:
+            found = consumer.offsets_for_times({tp: _ms(start) for tp in parts})
+            lo = {tp: (found[tp].offset if found[tp] is not None else last[tp]) for tp in parts}
+        if end is not None:
+            found = consumer.offsets_for_times({tp: _ms(end) for tp in parts})
+            hi = {tp: (found[tp].offset if found[tp] is not None else last[tp]) for tp in parts}
+    except BaseException:
+        consumer.close()
+        raise
     total = sum(max(0, hi[tp] - lo[tp]) for tp in parts)
     partitions = {tp.partition for tp in parts}
+    ranges = {tp.partition: (lo[tp], hi[tp]) for tp in parts if lo[tp] < hi[tp]}
+    if reader == "inline":
+        return _fetch(consumer, topic, ranges), total, partitions
+    if reader != "process":
+        consumer.close()
+        raise ValueError(f"reader must be 'process' or 'inline', not {reader!r}")
+    consumer.close()
+    return _from_reader_process(settings, topic, ranges), total, partitions
 
-    def read() -> Iterator[list[Record]]:
-        try:
-            live = [tp for tp in parts if lo[tp] < hi[tp]]
-            consumer.assign(live)
-            for tp in live:
-                consumer.seek(tp, lo[tp])
-            while live:
-                batch: list[Record] = []
-                for tp, msgs in consumer.poll(timeout_ms=1000, max_records=50_000).items():
-                    stop = hi[tp]
-                    batch.extend(
-                        (tp.partition, m.offset, m.key, m.value, m.timestamp)
-                        for m in msgs
-                        if m.offset < stop
-                    )
-                done = [tp for tp in live if consumer.position(tp) >= hi[tp]]
-                if done:
-                    live = [tp for tp in live if tp not in done]
-                    consumer.pause(*done)
-                batch.sort(key=lambda r: r[4])  # merge partitions by timestamp per fetch
-                yield batch
-        finally:
-            consumer.close()
 
-    return read(), total, partitions
+def _fetch(
+    consumer: KafkaConsumer, topic: str, ranges: dict[int, tuple[int, int]]
+) -> Iterator[list[Record]]:
+    """Batches of the records in ``ranges`` (partition -> [lo, hi) offsets), one per poll,
+    sorted by timestamp (partitions merged per fetch). Closes ``consumer`` when done."""
+    try:
+        hi = {TopicPartition(topic, p): b for p, (_, b) in ranges.items()}
+        live = list(hi)
+        consumer.assign(live)
+        for tp in live:
+            consumer.seek(tp, ranges[tp.partition][0])
+        while live:
+            batch: list[Record] = []
+            for tp, msgs in consumer.poll(timeout_ms=1000, max_records=50_000).items():
+                stop = hi[tp]
+                batch.extend(
+                    (tp.partition, m.offset, m.key, m.value, m.timestamp)
+                    for m in msgs
+                    if m.offset < stop
+                )
+            done = [tp for tp in live if consumer.position(tp) >= hi[tp]]
+            if done:
+                live = [tp for tp in live if tp not in done]
+                consumer.pause(*done)
+            batch.sort(key=lambda r: r[4])  # merge partitions by timestamp per fetch
+            yield batch
+    finally:
+        consumer.close()
+
+
+#: what the reader process puts on its queue after the last batch, or instead of one
+_END, _FAILED = "end", "failed"
+
+
+def _reader_main(settings: Settings, topic: str, ranges: dict[int, tuple[int, int]], queue):
+    """The reader process: fetch the ranges, put each batch on ``queue``, then _END (or
+    _FAILED with the error's text)."""
+    try:
+        for batch in _fetch(range_consumer(settings), topic, ranges):
+            if batch:
+                queue.put(batch)
+        queue.put(_END)
+    except BaseException as exc:  # reported to the parent, which raises it as ReplayError
+        queue.put((_FAILED, f"{type(exc).__name__}: {exc}"))
+
+
+def _from_reader_process(
+    settings: Settings, topic: str, ranges: dict[int, tuple[int, int]]
+) -> Iterator[list[Record]]:
+    """The batches of :func:`_fetch`, fetched by a child process (spawned, so that it shares
+    no sockets or threads with this one). At most 4 batches wait in the queue; a reader that
+    dies or fails raises ReplayError here."""
+    import multiprocessing
+    import queue as queue_mod
+
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue(maxsize=4)
+    proc = ctx.Process(target=_reader_main, args=(settings, topic, ranges, q), daemon=True)
+    proc.start()
+    try:
+        while True:
+            try:
+                item = q.get(timeout=5.0)
+            except queue_mod.Empty:
+                if not proc.is_alive():
+                    code = proc.exitcode
+                    raise ReplayError(f"the reader process ended (exit code {code})") from None
+                continue
+            if item == _END:
+                return
+            if isinstance(item, tuple):
+                raise ReplayError(f"reading {topic}: {item[1]}")
+            yield item
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+        proc.join(timeout=10)
+        q.close()
 
 
 def file_records(path: Path, partitions: int) -> tuple[Iterator[list[Record]], int]:

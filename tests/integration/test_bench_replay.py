@@ -14,4 +14,5 @@ def test_bench_replay_runs_on_the_broker(kafka_settings) -> None:
     r = bench_replay(kafka_settings, events=3_000, accounts=300)
     assert r["events"] == 3_000
     assert r["raw_consume_eps"] > 0 and r["replay_broker_eps"] > 0 and r["replay_file_eps"] > 0
-    assert r["alerts"]["broker"] == r["alerts"]["file"]
+    assert r["alerts"]["broker"] == r["alerts"]["broker_inline"] == r["alerts"]["file"]
+    assert r["replay_broker_inline_eps"] > 0

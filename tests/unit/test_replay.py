@@ -96,3 +96,16 @@ def test_report_renders_in_headless_chromium(exported, tmp_path) -> None:
     subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1000,2000",
                     report.as_uri()], capture_output=True, timeout=120)  # fmt: skip
     assert shot.exists() and shot.stat().st_size > 20_000  # drawn, not a blank page
+
+
+def test_a_reader_process_that_fails_is_a_replay_error() -> None:
+    """The reader process reports its failure (here: no broker at all, which kafka-python
+    gives up on after 30 s) and the replay stops with it, instead of waiting for batches
+    that never come."""
+    from pipeline.broker import free_port
+    from pipeline.replay import _from_reader_process
+    from pipeline.settings import Settings
+
+    s = Settings.load(environ={}, overrides={"kafka.bootstrap": f"127.0.0.1:{free_port()}"})
+    with pytest.raises(ReplayError, match=r"reading api\.requests: KafkaTimeoutError"):
+        list(_from_reader_process(s, "api.requests", {0: (0, 10)}))
