@@ -157,10 +157,11 @@ class AccountDetector:
         st = view.state
         assert st is not None, "views from the window store carry their account state"
         cohort = cohort_of(account, view.end)
-        zs = self.baselines.score_one(kind, cohort, view.values)
-        logs = tuple(math.log1p(view.values[f]) for f in VOLUME)
+        plogs = self.baselines.logs(view.values)
+        zs = self.baselines.score_one(kind, cohort, view.values, plogs)
+        logs = (plogs[0], plogs[1])  # log1p of VOLUME, which SCORED starts with
         if not zs:
-            self._learn(view, cohort, logs, population=True)
+            self._learn(view, cohort, logs, plogs)
             return None
         # Each view kind has its own history: a slow ramp poisons the 5-minute history
         # (each step is small) long before it shows in hours. Two hourly windows (learned
@@ -199,7 +200,7 @@ class AccountDetector:
             # first, and remembering its networks then would hide them as "known" from the
             # views that follow
             remember = not warm or score < self.z_learn / 2
-            self._learn(view, cohort, logs, volume_z < self.z_learn, remember)
+            self._learn(view, cohort, logs, plogs if volume_z < self.z_learn else None, remember)
             if kind == LONG:
                 self._drift_learn(st, logs[1] - math.log1p(zs[VOLUME[1]].baseline))
         if self.observer is not None:
@@ -253,11 +254,12 @@ class AccountDetector:
         view: View,
         cohort: str,
         logs: tuple[float, ...],
-        population: bool,
+        population: list[float] | None,
         remember: bool = True,
     ) -> None:
-        """Teach the account's history (and the cohort's, if ``population``) this view;
-        its networks and clients become known only if ``remember``."""
+        """Teach the account's history this view, and the cohort's too if ``population``
+        (the view's scored features, ``PopulationBaselines.logs``) is given; its networks
+        and clients become known only if ``remember``."""
         st = view.state
         if view.kind == SHORT:
             st.stats_short = _learn_stats(st.stats_short, logs, self.self_alpha, view.end, 60.0)
@@ -266,8 +268,8 @@ class AccountDetector:
             st.stats_long = _learn_stats(st.stats_long, logs, self.self_alpha, view.end, 3600.0)
         if remember and (view.values["new_network_share"] or view.values["new_client_share"]):
             st.remember(view.nets, view.agents)
-        if population:
-            self.baselines.learn_one(view.kind, cohort, view.values)
+        if population is not None:
+            self.baselines.learn_one(view.kind, cohort, view.values, population)
             self.anomaly.learn(view.kind, cohort, view.values)
 
     def _evidence(

@@ -60,10 +60,15 @@ class _Baseline:
 
     def z(self, values: dict[str, float], logs: list[float]) -> dict[str, FeatureZ]:
         out = {}
+        sqrt, expm1 = math.sqrt, math.expm1
         for f, mean_s, var_s, x in zip(SCORED, self.means, self.vars, logs, strict=True):
             mean = mean_s.get()
-            std = max(math.sqrt(max(var_s.get(), 0.0)), MIN_STD)
-            out[f] = FeatureZ(f, values[f], math.expm1(mean), (x - mean) / std)
+            var = var_s.get()
+            # max(sqrt(max(var, 0)), MIN_STD), NaN included, without two builtin calls
+            std = sqrt(0.0 if var < 0.0 else var)
+            if std < MIN_STD:
+                std = MIN_STD
+            out[f] = FeatureZ(f, values[f], expm1(mean), (x - mean) / std)
         return out
 
 
@@ -90,20 +95,27 @@ class PopulationBaselines:
         self._all: dict[str, _Baseline] = {}
 
     @staticmethod
-    def _logs(values: dict[str, float]) -> list[float]:
+    def logs(values: dict[str, float]) -> list[float]:
+        """The scored features on the baselines' scale (``log1p``), in :data:`SCORED` order:
+        what ``score_one`` and ``learn_one`` take as ``logs`` when the caller has them."""
         return [math.log1p(values[f]) for f in SCORED]
 
-    def score_one(self, kind: str, cohort: str, values: dict[str, float]) -> dict[str, FeatureZ]:
+    def score_one(
+        self, kind: str, cohort: str, values: dict[str, float], logs: list[float] | None = None
+    ) -> dict[str, FeatureZ]:
         """Per-feature z against the cohort (or partition) baseline; {} while warming up."""
         base = self._cohorts.get((kind, cohort))
         if base is None or base.n < self.warmup:
             base = self._all.get(kind)
             if base is None or base.n < self.warmup:
                 return {}
-        return base.z(values, self._logs(values))
+        return base.z(values, self.logs(values) if logs is None else logs)
 
-    def learn_one(self, kind: str, cohort: str, values: dict[str, float]) -> None:
-        logs = self._logs(values)
+    def learn_one(
+        self, kind: str, cohort: str, values: dict[str, float], logs: list[float] | None = None
+    ) -> None:
+        if logs is None:
+            logs = self.logs(values)
         base = self._cohorts.get((kind, cohort))
         if base is None:
             base = self._cohorts[(kind, cohort)] = _Baseline(self.alpha)
@@ -130,6 +142,9 @@ ANOMALY_LIMITS: dict[str, tuple[float, float]] = {
     "interarrival_cv": (0.0, math.log1p(10.0)),
 }
 
+
+#: (feature, largest value) of ANOMALY_LIMITS on the natural scale: values are clipped to it
+_CAPS = tuple((f, math.expm1(hi)) for f, (_, hi) in ANOMALY_LIMITS.items())
 
 #: Per process: one river-built HalfSpaceTrees per (n_trees, height, window_size, seed),
 #: whose trees every new cohort model of those settings copies (see _fresh_hst).
@@ -224,8 +239,8 @@ class CohortAnomaly:
 
     @staticmethod
     def _x(values: dict[str, float]) -> dict[str, float]:
-        return {f: math.log1p(min(max(values[f], 0.0), math.expm1(hi))) for f, (_, hi) in
-                ANOMALY_LIMITS.items()}  # fmt: skip
+        log1p = math.log1p
+        return {f: log1p(min(max(values[f], 0.0), cap)) for f, cap in _CAPS}
 
     def score(
         self, kind: str, cohort: str, values: dict[str, float]
