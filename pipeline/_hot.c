@@ -1604,10 +1604,11 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
         }
     }
 
-    /* 1 = a late event (folded forward); 2 = the watermark has passed a bucket to close */
+    /* 1 = a late event (folded forward); 2 = the watermark has passed a bucket still open
+     * (WindowStore.due) */
     {
         double wi = py_floordiv(max_ts - grace, (double)bs) - 1;
-        int advance = wi != (double)closed;
+        int advance = wi > (double)closed;
         result = PyLong_FromLong(late | (advance << 1));
     }
     goto done;

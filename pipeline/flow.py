@@ -360,7 +360,7 @@ class Flow:
             partition,
             out,
             windows.late_events - late_before,
-            windows.watermark_index() != windows.closed_through,
+            windows.due(),
         )
 
     def _counted(self, sh: Shard, partition: int, out: Output, late: int, due: bool) -> None:

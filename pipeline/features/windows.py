@@ -467,6 +467,15 @@ class WindowStore:
             return None
         return int((self.max_ts - self.grace) // self.bucket_seconds) - 1
 
+    def due(self) -> bool:
+        """Has the watermark passed a bucket that is still open (would advance close one)?
+
+        Not merely "moved": during a partition's first ``grace`` seconds the watermark is
+        still behind the bucket before the first event's, which is already closed.
+        """
+        target, closed = self.watermark_index(), self.closed_through
+        return target is not None and closed is not None and target > closed
+
     def advance(self) -> list[tuple[int, list[View]]]:
         """Close every bucket the watermark has passed; views grouped per closed bucket."""
         target = self.watermark_index()

@@ -111,3 +111,24 @@ def test_far_future_timestamp_is_dead_lettered(network) -> None:
     first.ts += 10 * 86400
     out = flow.process_message(b"k", encode_request(first), Source("t", 0, 1))
     assert [d.reason for d in out.dead_letters] == ["timestamp_too_far_ahead"]
+
+
+def test_one_digest_per_closed_bucket_from_the_first_event(network) -> None:
+    """A bucket is due when the watermark passes one still open, not whenever it differs
+    from the last closed one: in a partition's first ``grace`` seconds it is behind the
+    bucket before the first event's, and every event there used to run the close pass and
+    send the campaign stage an empty digest (one per event, on both paths)."""
+    sim = Simulation(seed=3, accounts=200, duration=600, rate=20.0, scenarios=())
+    for native in (True, False):
+        flow = Flow(Settings.load(environ={}).detector, network, external_campaigns=True,
+                    native=native)  # fmt: skip
+        throughs: dict[int, list[int]] = {}
+        for i, ev in enumerate(sim.events()):
+            key = ev.account_id.encode()
+            p = partition_for(key, PARTITIONS)
+            for d in flow.process(key, encode_request(ev), p, i, "t").digests:
+                throughs.setdefault(d.partition, []).append(d.through)
+        assert set(throughs) == set(range(PARTITIONS))
+        for seq in throughs.values():
+            assert seq == sorted(set(seq))  # each closed bucket once, in order
+            assert 8 <= len(seq) <= 10  # ~10 minutes of traffic
