@@ -226,6 +226,7 @@ def _faust_noop(settings: Settings, target: int, workdir: Path) -> float:
         str(out),
         settings.app_id,
         str(settings.web_port),
+        str(settings.kafka.fetch_max_wait_ms),
     ]
     with open(workdir / "noop.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -239,15 +240,17 @@ def _faust_noop(settings: Settings, target: int, workdir: Path) -> float:
     return (r["n"] - 1) / (r["last"] - r["first"])
 
 
-def noop_main(bootstrap: str, topic: str, target: int, out: str, app_id: str, port: int) -> None:
-    """The floor: Faust's own per-message cost, same topic, same serializers as the worker."""
-    import faust
-
+def noop_main(
+    bootstrap: str, topic: str, target: int, out: str, app_id: str, port: int, fetch_wait_ms: int
+) -> None:
+    """The floor: Faust's own per-message cost, same topic, same serializers, same event
+    loop and same consumer fetch wait as the worker."""
+    from pipeline.app import App
     from pipeline.cli import use_uvloop
 
-    use_uvloop()  # the same event loop as the worker's, so the floor is comparable
+    use_uvloop()
 
-    app = faust.App(
+    app = App(
         app_id,
         broker=f"kafka://{bootstrap}",
         broker_session_timeout=6,
@@ -260,6 +263,7 @@ def noop_main(bootstrap: str, topic: str, target: int, out: str, app_id: str, po
         topic_allow_declare=False,
         datadir=tempfile.mkdtemp(prefix="xwatch-noop-"),
     )
+    app.fetch_max_wait_ms = fetch_wait_ms
     src = app.topic(topic, value_type=bytes, key_type=bytes, value_serializer="raw")
     state = {"n": 0, "first": 0.0}
 
@@ -566,8 +570,8 @@ def print_live(r: dict) -> None:
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "noop":
-        b, topic, target, out, app_id, port = sys.argv[2:8]
-        noop_main(b, topic, int(target), out, app_id, int(port))
+        b, topic, target, out, app_id, port, wait = sys.argv[2:9]
+        noop_main(b, topic, int(target), out, app_id, int(port), int(wait))
     elif mode == "memory":
         memory_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     else:

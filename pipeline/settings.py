@@ -58,6 +58,12 @@ class KafkaSettings:
         "XWATCH_KAFKA_SESSION_TIMEOUT_S",
         "consumer-group session timeout; group joins take about half of it",
     )
+    fetch_max_wait_ms: int = _f(
+        100,
+        "XWATCH_KAFKA_FETCH_MAX_WAIT_MS",
+        "longest a worker's fetch waits at the broker for records (Faust's own: 1500; a "
+        "broker that waits it out although records are there delays every event by it)",
+    )
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python clients (producer, consumer, admin)."""
