@@ -39,7 +39,7 @@ from pipeline.codec import (
 )
 from pipeline.detect.campaigns import CampaignStage
 from pipeline.enrich.network import NetworkEnricher
-from pipeline.flow import Flow, campaign_detector
+from pipeline.flow import NOTHING, Flow, campaign_detector
 from pipeline.logs import json_handler
 from pipeline.metrics import WorkerMetrics, WorkerStats
 from pipeline.records import InvalidEvent, Source
@@ -272,7 +272,7 @@ def create_app(
                 out = flow.internal_error(m.key, m.value, source, exc)
             if started:
                 metrics.processing.observe(time.perf_counter() - started)
-            if out:
+            if out is not NOTHING:  # most messages produce nothing (no __bool__ call)
                 await send_alerts(out.alerts)
                 for dl in out.dead_letters:
                     s = dl.source
