@@ -156,10 +156,16 @@ def _clone(node, nodes: list) -> object:
     receives the copies in depth-first order (river's ``iter_dfs``)."""
     new = object.__new__(type(node))
     nodes.append(new)
-    d = dict(node.__dict__, l_mass=0, r_mass=0)
-    if "children" in d:
-        d["children"] = tuple(_clone(c, nodes) for c in d["children"])
-    new.__dict__.update(d)
+    d = node.__dict__
+    if "children" in d:  # a branch: attributes set one by one, in river's order, as its
+        for name, value in d.items():  # __init__ does (the copies then share their keys)
+            if name == "children":
+                value = tuple(_clone(c, nodes) for c in value)
+            elif name in ("l_mass", "r_mass"):
+                value = 0
+            setattr(new, name, value)
+    else:  # a leaf: one update of its dict, as river's Leaf.__init__ does
+        new.__dict__.update(dict(d, l_mass=0, r_mass=0))
     return new
 
 
