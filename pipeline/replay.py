@@ -33,7 +33,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.codec import encode_alert
 from pipeline.enrich.network import NetworkEnricher
-from pipeline.flow import Flow, partition_for
+from pipeline.flow import NOTHING, Flow, partition_for
 from pipeline.records import Alert, DeadLetter
 from pipeline.reference import apply_account, apply_intel
 from pipeline.settings import Settings
@@ -351,7 +351,7 @@ def run(
             out = process(key, value, p, offset, topic)
             if observe is not None:
                 observe(key, value, result, out.alerts)
-            if out:
+            if out is not NOTHING:  # most records produce nothing (no __bool__ call)
                 result.alerts.extend(out.alerts)
                 result.dead_letters.extend(out.dead_letters)
         result.records += len(batch)
