@@ -262,8 +262,8 @@ def noop_main(
         autodiscover=False,
         topic_allow_declare=False,
         datadir=tempfile.mkdtemp(prefix="xwatch-noop-"),
+        fetch_max_wait_ms=fetch_wait_ms,
     )
-    app.fetch_max_wait_ms = fetch_wait_ms
     src = app.topic(topic, value_type=bytes, key_type=bytes, value_serializer="raw")
     state = {"n": 0, "first": 0.0}
 

@@ -285,8 +285,8 @@ class Flow:
             c.processed += 1
             sc.processed += 1
             return out
-        if r == _C_PACKED or (r < 0 and not line and is_packed(raw)):
-            return _PACKED
+        if r == _C_PACKED or (self._event is None and not line and is_packed(raw)):
+            return _PACKED  # (the C path tests every bytes value itself)
         c.consumed += 1
         sc.consumed += 1
         if out is NOTHING:

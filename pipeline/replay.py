@@ -132,6 +132,8 @@ def topic_range(
     adding to it. The batches are the same either way (``"inline"`` fetches here), so the
     alerts are too.
     """
+    if reader not in ("process", "inline"):
+        raise ValueError(f"reader must be 'process' or 'inline', not {reader!r}")
     consumer = range_consumer(settings)
     parts = topic_partitions(consumer, topic)
     try:
@@ -152,10 +154,7 @@ def topic_range(
     ranges = {tp.partition: (lo[tp], hi[tp]) for tp in parts if lo[tp] < hi[tp]}
     if reader == "inline":
         return _fetch(consumer, topic, ranges), total, partitions
-    if reader != "process":
-        consumer.close()
-        raise ValueError(f"reader must be 'process' or 'inline', not {reader!r}")
-    consumer.close()
+    consumer.close()  # the reader process opens its own
     return _from_reader_process(settings, topic, ranges), total, partitions
 
 
@@ -189,20 +188,16 @@ def _fetch(
         consumer.close()
 
 
-#: what the reader process puts on its queue after the last batch, or instead of one
-_END, _FAILED = "end", "failed"
-
-
 def _reader_main(settings: Settings, topic: str, ranges: dict[int, tuple[int, int]], queue):
-    """The reader process: fetch the ranges, put each batch on ``queue``, then _END (or
-    _FAILED with the error's text)."""
+    """The reader process: fetch the ranges and put each batch (a list) on ``queue``, then
+    None; or, when it fails, the error's text (a str)."""
     try:
         for batch in _fetch(range_consumer(settings), topic, ranges):
             if batch:
                 queue.put(batch)
-        queue.put(_END)
+        queue.put(None)
     except BaseException as exc:  # reported to the parent, which raises it as ReplayError
-        queue.put((_FAILED, f"{type(exc).__name__}: {exc}"))
+        queue.put(f"{type(exc).__name__}: {exc}")
 
 
 def _from_reader_process(
@@ -227,10 +222,10 @@ def _from_reader_process(
                     code = proc.exitcode
                     raise ReplayError(f"the reader process ended (exit code {code})") from None
                 continue
-            if item == _END:
+            if item is None:
                 return
-            if isinstance(item, tuple):
-                raise ReplayError(f"reading {topic}: {item[1]}")
+            if isinstance(item, str):
+                raise ReplayError(f"reading {topic}: {item}")
             yield item
     finally:
         if proc.is_alive():

@@ -478,9 +478,9 @@ class WindowStore:
 
     def advance(self) -> list[tuple[int, list[View]]]:
         """Close every bucket the watermark has passed; views grouped per closed bucket."""
-        target = self.watermark_index()
-        if target is None or self.closed_through is None or target <= self.closed_through:
+        if not self.due():
             return []
+        target = self.watermark_index()
         hb = self.hour_buckets
         first = self.closed_through + 1
         indices = {i for i in self._active if i <= target}
