@@ -61,9 +61,6 @@ static Py_ssize_t max_event_bytes = 65536;
 
 enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R_PT, R_CT,
        R_STATUS, R_LAT, NREQ };
-static const char *req_names[NREQ] = {
-    "event_id", "account_id", "api_key_id", "user_agent", "endpoint", "model",
-    "ip", "ts", "prompt_tokens", "completion_tokens", "status", "latency_ms"};
 static PyObject *req_keys[NREQ];
 static PyObject *k_org, *k_fp, *k_rq, *k_rs;
 /* attribute names */
@@ -480,11 +477,8 @@ static char last_head[19];
 static double last_base;
 static int have_last;
 
-static int fast_ts(PyObject *text, double *out) {
-    if (!PyUnicode_IS_ASCII(text)) return 0;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+static int fast_ts(const char *s, Py_ssize_t n, double *out) {
     if (n < 20 || n > 40) return 0;
-    const char *s = (const char *)PyUnicode_DATA(text);
     /* the tail: (\.[0-9]{1,9})?(Z|\+00:00) from position 19 */
     Py_ssize_t i = 19;
     long long us = 0;
@@ -526,11 +520,8 @@ static int fast_ts(PyObject *text, double *out) {
 
 /* Is ``text`` an IPv4 address already in canonical form (four decimal octets, no leading
  * zeros)? Then codec.normalize_ip would return an equal string; most addresses are. */
-static int canonical_ipv4(PyObject *text) {
-    if (!PyUnicode_IS_ASCII(text)) return 0;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+static int canonical_ipv4(const char *s, Py_ssize_t n) {
     if (n < 7 || n > 15) return 0;
-    const char *s = (const char *)PyUnicode_DATA(text);
     int parts = 0, digits = 0, value = 0;
     for (Py_ssize_t i = 0; i <= n; i++) {
         if (i == n || s[i] == '.') {
@@ -1037,45 +1028,230 @@ static PyObject *hot_partition(PyObject *self, PyObject *const *args, Py_ssize_t
 
 /* ---- event() ---- */
 
+/* One decoded event: its string fields as UTF-8 spans (of the message itself, or of the
+ * decoded document's strings), the numbers, and the three strings the core keeps or looks
+ * up as objects (new references; ``ip`` may stay NULL until an address lookup needs it). */
 typedef struct {
-    PyObject *f[NREQ];
-    PyObject *fp;
+    const char *s[R_TS + 1];
+    Py_ssize_t n[R_TS + 1];
+    const char *fp; /* NULL: no prompt fingerprint */
+    Py_ssize_t fpn;
+    PyObject *account, *model, *ip;
     long long pt, ct, status;
     double ts;
 } Fields;
 
+enum { O_ORG = NREQ, O_FP, O_RQ, O_RS, NKEYS };
+static const char *key_names[NKEYS] = {
+    "event_id", "account_id", "api_key_id", "user_agent", "endpoint", "model", "ip", "ts",
+    "prompt_tokens", "completion_tokens", "status", "latency_ms", "org_id",
+    "prompt_fingerprint", "request_bytes", "response_bytes"};
+static Py_ssize_t key_lens[NKEYS];
+
+static inline const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+/* The JSON string at ``p`` (its opening quote) when it is printable ASCII without escapes:
+ * its span, and the position after it; NULL for any other string. */
+static inline const char *scan_str(const char *p, const char *end, const char **s,
+                                   Py_ssize_t *n) {
+    p++;
+    const char *q = memchr(p, '"', (size_t)(end - p));
+    if (q == NULL) return NULL;
+    unsigned bad = 0;
+    for (const unsigned char *c = (const unsigned char *)p; c < (const unsigned char *)q; c++)
+        bad |= (*c < 0x20) | (*c > 0x7e) | (*c == '\\');
+    if (bad) return NULL;
+    *s = p;
+    *n = q - p;
+    return q + 1;
+}
+
+/* The JSON number at ``p`` when it is an integer of at most 18 digits (*isint, *iv) or a
+ * decimal without exponent (*dv); the position after it. NULL for anything else. */
+static const char *scan_num(const char *p, const char *end, int *isint, long long *iv,
+                            double *dv) {
+    const char *start = p;
+    int neg = *p == '-';
+    p += neg;
+    if (p >= end || *p < '0' || *p > '9') return NULL;
+    if (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9') return NULL; /* not JSON */
+    long long v = 0;
+    int digits = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (++digits > 18) return NULL;
+        v = v * 10 + (*p - '0');
+    }
+    if (p < end && *p == '.') {
+        const char *f = ++p;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        if (p == f || p - start > 40) return NULL;
+        if (p < end && (*p == 'e' || *p == 'E')) return NULL;
+        char buf[48];
+        memcpy(buf, start, (size_t)(p - start));
+        buf[p - start] = '\0';
+        double d = PyOS_string_to_double(buf, NULL, NULL);
+        if (d == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return NULL;
+        }
+        *isint = 0;
+        *dv = d;
+        return p;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) return NULL;
+    *isint = 1;
+    *iv = neg ? -v : v;
+    return p;
+}
+
+static inline int key_of(const char *k, Py_ssize_t n) {
+    for (int i = 0; i < NKEYS; i++)
+        if (key_lens[i] == n && memcmp(key_names[i], k, (size_t)n) == 0) return i;
+    return -1;
+}
+
+/* The common spelling of an event, read without building a document: one flat JSON object
+ * whose strings are printable ASCII without escapes, whose numbers are plain integers or
+ * decimals, with every required field once and the checks of decode() passed. 1 = *e is
+ * filled but for its objects; 0 = anything else (decode() then asks orjson). Never an
+ * error. Whatever it accepts, orjson reads as the same values (a property test). */
+static int scan(const char *p, Py_ssize_t len, Fields *e) {
+    const char *end = p + len;
+    unsigned seen = 0;
+    e->fp = NULL;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{') return 0;
+    p = skip_ws(p + 1, end);
+    for (;;) {
+        const char *ks, *vs;
+        Py_ssize_t kn, vn;
+        if (p >= end || *p != '"' || (p = scan_str(p, end, &ks, &kn)) == NULL) return 0;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':') return 0;
+        p = skip_ws(p + 1, end);
+        if (p >= end) return 0;
+        int k = key_of(ks, kn);
+        if (k >= 0) {
+            if (seen & (1u << k)) return 0; /* a field given twice: orjson keeps the last */
+            seen |= 1u << k;
+        }
+        if (*p == '"') {
+            if ((p = scan_str(p, end, &vs, &vn)) == NULL) return 0;
+            if (k >= 0 && k <= R_TS) {
+                e->s[k] = vs;
+                e->n[k] = vn;
+            } else if (k == O_FP || k == O_ORG) {
+                if (vn > 128) return 0;
+                if (k == O_FP) {
+                    e->fp = vs;
+                    e->fpn = vn;
+                }
+            } else if (k >= 0) {
+                return 0; /* a number field given a string */
+            }
+        } else if (*p == 'n') {
+            if (end - p < 4 || memcmp(p, "null", 4) != 0) return 0;
+            p += 4;
+            if (k >= 0 && k < NREQ) return 0; /* null for a required field */
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            int isint;
+            long long iv = 0;
+            double dv = 0;
+            if ((p = scan_num(p, end, &isint, &iv, &dv)) == NULL) return 0;
+            switch (k) {
+            case -1:
+                break;
+            case R_PT:
+            case R_CT:
+                if (!isint || iv < 0 || iv > 100000000) return 0;
+                *(k == R_PT ? &e->pt : &e->ct) = iv;
+                break;
+            case R_STATUS:
+                if (!isint || iv < 100 || iv > 599) return 0;
+                e->status = iv;
+                break;
+            case R_LAT:
+                if (isint ? iv < 0 || iv > 86400000 : !(0 <= dv && dv <= 86400000.0)) return 0;
+                break;
+            case O_RQ:
+            case O_RS:
+                if (!isint || iv < 0 || iv > 10000000000LL) return 0;
+                break;
+            default:
+                return 0; /* a string field given a number */
+            }
+        } else {
+            return 0; /* true, false, an object, an array, or not JSON */
+        }
+        p = skip_ws(p, end);
+        if (p >= end) return 0;
+        if (*p == '}') break;
+        if (*p != ',') return 0;
+        p = skip_ws(p + 1, end);
+    }
+    if (skip_ws(p + 1, end) != end) return 0;
+    if ((seen & ((1u << NREQ) - 1)) != (1u << NREQ) - 1) return 0;
+#define LEN(i) e->n[i]
+    if (!(LEN(R_EVENT_ID) > 0 && LEN(R_EVENT_ID) <= 128 && LEN(R_ACCOUNT_ID) > 0 &&
+          LEN(R_ACCOUNT_ID) <= 128 && LEN(R_KEY) > 0 && LEN(R_KEY) <= 128 && LEN(R_UA) <= 512 &&
+          LEN(R_ENDPOINT) > 0 && LEN(R_ENDPOINT) <= 128 && LEN(R_MODEL) > 0 &&
+          LEN(R_MODEL) <= 128 && LEN(R_IP) >= 2 && LEN(R_IP) <= 45))
+        return 0;
+#undef LEN
+    return fast_ts(e->s[R_TS], e->n[R_TS], &e->ts);
+}
+
+/* A str of ASCII bytes (the scanner's spans are). */
+static PyObject *ascii_str(const char *s, Py_ssize_t n) {
+    PyObject *u = PyUnicode_New(n, 127);
+    if (u != NULL) memcpy(PyUnicode_DATA(u), s, (size_t)n);
+    return u;
+}
+
 /* decode + the checks of codec._fast_request; 1 = ordinary valid event, 0 = not (the
- * Python path names the reason), -1 = error. On 1, the caller owns ``*doc``. */
+ * Python path names the reason), -1 = error. The common spelling is scanned (scan());
+ * anything else is decoded by orjson into ``*doc``, which then owns the spans and which
+ * the caller releases. On 1, e's objects are new references (e->ip possibly NULL). */
 static int decode(PyObject *raw, PyObject **doc, Fields *e) {
     Py_ssize_t n = PyBytes_GET_SIZE(raw);
     if (n == 0 || n > max_event_bytes) return 0;
+    if (scan(PyBytes_AS_STRING(raw), n, e)) {
+        e->account = ascii_str(e->s[R_ACCOUNT_ID], e->n[R_ACCOUNT_ID]);
+        e->model = ascii_str(e->s[R_MODEL], e->n[R_MODEL]);
+        if (e->account == NULL || e->model == NULL) return -1;
+        return 1;
+    }
     PyObject *d = PyObject_CallOneArg(orjson_loads, raw);
     if (d == NULL) {
         PyErr_Clear();
         return 0;
     }
+    PyObject *f[NREQ];
     if (!PyDict_CheckExact(d)) goto no;
     for (int i = 0; i < NREQ; i++) {
-        e->f[i] = PyDict_GetItemWithError(d, req_keys[i]);
-        if (e->f[i] == NULL) {
+        f[i] = PyDict_GetItemWithError(d, req_keys[i]);
+        if (f[i] == NULL) {
             PyErr_Clear();
             goto no;
         }
     }
     for (int i = 0; i <= R_TS; i++)
-        if (!PyUnicode_CheckExact(e->f[i])) goto no;
+        if (!PyUnicode_CheckExact(f[i])) goto no;
     for (int i = R_PT; i <= R_STATUS; i++)
-        if (!PyLong_CheckExact(e->f[i])) goto no;
-    PyObject *lat = e->f[R_LAT];
-#define LEN(i) PyUnicode_GET_LENGTH(e->f[i])
+        if (!PyLong_CheckExact(f[i])) goto no;
+    PyObject *lat = f[R_LAT];
+#define LEN(i) PyUnicode_GET_LENGTH(f[i])
     if (!(LEN(R_EVENT_ID) > 0 && LEN(R_EVENT_ID) <= 128 && LEN(R_ACCOUNT_ID) > 0 &&
           LEN(R_ACCOUNT_ID) <= 128 && LEN(R_KEY) > 0 && LEN(R_KEY) <= 128 && LEN(R_UA) <= 512 &&
           LEN(R_ENDPOINT) > 0 && LEN(R_ENDPOINT) <= 128 && LEN(R_MODEL) > 0 &&
           LEN(R_MODEL) <= 128 && LEN(R_IP) >= 2 && LEN(R_IP) <= 45))
         goto no;
 #undef LEN
-    if (!get_ll(e->f[R_PT], 0, 100000000, &e->pt) || !get_ll(e->f[R_CT], 0, 100000000, &e->ct) ||
-        !get_ll(e->f[R_STATUS], 100, 599, &e->status))
+    if (!get_ll(f[R_PT], 0, 100000000, &e->pt) || !get_ll(f[R_CT], 0, 100000000, &e->ct) ||
+        !get_ll(f[R_STATUS], 100, 599, &e->status))
         goto no;
     if (PyLong_CheckExact(lat)) {
         long long l;
@@ -1086,10 +1262,10 @@ static int decode(PyObject *raw, PyObject **doc, Fields *e) {
     } else {
         goto no;
     }
-    e->fp = NULL;
+    PyObject *fp = NULL;
     if (PyDict_GET_SIZE(d) != 12) {
         PyObject *org = PyDict_GetItemWithError(d, k_org);
-        PyObject *fp = PyDict_GetItemWithError(d, k_fp);
+        fp = PyDict_GetItemWithError(d, k_fp);
         PyObject *rq = PyDict_GetItemWithError(d, k_rq);
         PyObject *rs = PyDict_GetItemWithError(d, k_rs);
         if (PyErr_Occurred()) {
@@ -1105,14 +1281,52 @@ static int decode(PyObject *raw, PyObject **doc, Fields *e) {
         if (fp && !(PyUnicode_CheckExact(fp) && PyUnicode_GET_LENGTH(fp) <= 128)) goto no;
         if (rq && !(PyLong_CheckExact(rq) && get_ll(rq, 0, 10000000000LL, &tmp))) goto no;
         if (rs && !(PyLong_CheckExact(rs) && get_ll(rs, 0, 10000000000LL, &tmp))) goto no;
-        e->fp = fp;
     }
-    if (!fast_ts(e->f[R_TS], &e->ts)) goto no;
+    /* the spans (a string that has no UTF-8 form, a lone surrogate: the Python path) */
+    for (int i = 0; i <= R_TS; i++)
+        if ((e->s[i] = PyUnicode_AsUTF8AndSize(f[i], &e->n[i])) == NULL) goto clear;
+    e->fp = NULL;
+    if (fp != NULL && (e->fp = PyUnicode_AsUTF8AndSize(fp, &e->fpn)) == NULL) goto clear;
+    if (!PyUnicode_IS_ASCII(f[R_TS]) || !fast_ts(e->s[R_TS], e->n[R_TS], &e->ts)) goto no;
+    e->account = Py_NewRef(f[R_ACCOUNT_ID]);
+    e->model = Py_NewRef(f[R_MODEL]);
+    e->ip = Py_NewRef(f[R_IP]);
     *doc = d;
     return 1;
+clear:
+    PyErr_Clear();
 no:
     Py_DECREF(d);
     return 0;
+}
+
+/* scan(raw) -> None, or what event() reads from the message when scanned: the string
+ * fields, the timestamp in seconds, the token counts, the status and the fingerprint */
+static PyObject *hot_scan(PyObject *self, PyObject *raw) {
+    if (!PyBytes_Check(raw)) {
+        PyErr_SetString(PyExc_TypeError, "scan(raw: bytes)");
+        return NULL;
+    }
+    if (seconds_cache == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pipeline._hot is not configured (import pipeline.flow)");
+        return NULL;
+    }
+    Fields e = {{0}};
+    if (!scan(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &e)) Py_RETURN_NONE;
+    PyObject *t = PyTuple_New(R_TS + 6);
+    if (t == NULL) return NULL;
+    for (int i = 0; i <= R_TS; i++) PyTuple_SET_ITEM(t, i, ascii_str(e.s[i], e.n[i]));
+    PyTuple_SET_ITEM(t, R_TS + 1, PyFloat_FromDouble(e.ts));
+    PyTuple_SET_ITEM(t, R_TS + 2, PyLong_FromLongLong(e.pt));
+    PyTuple_SET_ITEM(t, R_TS + 3, PyLong_FromLongLong(e.ct));
+    PyTuple_SET_ITEM(t, R_TS + 4, PyLong_FromLongLong(e.status));
+    PyTuple_SET_ITEM(t, R_TS + 5, e.fp ? ascii_str(e.fp, e.fpn) : Py_NewRef(Py_None));
+    for (int i = 0; i < R_TS + 6; i++)
+        if (PyTuple_GET_ITEM(t, i) == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+    return t;
 }
 
 /* Are intel overrides in force? ``network.overrides.active`` (a plain attribute, read
@@ -1169,7 +1383,7 @@ typedef struct {
 #define MEMO_RISKY (1ULL << 62)
 
 /* NetKeys from a NetworkInfo; 1, or 0 when a field is not what the Python path expects */
-static int keys_of_info(PyObject *info, PyObject *ip, NetKeys *nk) {
+static int keys_of_info(PyObject *info, const char *ips, Py_ssize_t ipn, NetKeys *nk) {
     PyObject *kind = NULL, *prefix = NULL, *asn = NULL, *country = NULL;
     int rc = -1;
     const char *u;
@@ -1186,10 +1400,10 @@ static int keys_of_info(PyObject *info, PyObject *ip, NetKeys *nk) {
     if (prefix != Py_None && !PyUnicode_CheckExact(prefix)) goto done;
     if (prefix == Py_None || PyUnicode_GET_LENGTH(prefix) == 0) { /* windows: ip + "/" */
         uint8_t buf[64];
-        if ((u = PyUnicode_AsUTF8AndSize(ip, &un)) == NULL || un > 60) goto clear;
-        memcpy(buf, u, (size_t)un);
-        buf[un] = '/';
-        nk->net = ((uint64_t)(D_NET + 1) << 61) | value_hash(buf, (size_t)un + 1);
+        if (ipn > 60) goto clear;
+        memcpy(buf, ips, (size_t)ipn);
+        buf[ipn] = '/';
+        nk->net = ((uint64_t)(D_NET + 1) << 61) | value_hash(buf, (size_t)ipn + 1);
     } else {
         if ((u = PyUnicode_AsUTF8AndSize(prefix, &un)) == NULL) goto clear;
         nk->net = ((uint64_t)(D_NET + 1) << 61) | value_hash((const uint8_t *)u, (size_t)un);
@@ -1223,14 +1437,17 @@ done:
     return rc;
 }
 
-/* The network keys of ``ip`` at ``ts``: 1, 0 to take the Python path, -1 on error.
+/* The network keys of the address ``ips`` at ``ts``: 1, 0 to take the Python path, -1 on
+ * error. ``*ip`` is its str, made here (a new reference for the caller) when NULL and a
+ * lookup needs it.
  *
  * Without intel overrides, the network of an address is a function of the address alone
  * (the enricher's static data), so its keys are memoised in the enricher's ``hot_memo``
  * (direct-mapped by the address's key; an event then reads one entry instead of the
  * cache dict, the NetworkInfo and four of its fields). With overrides, every event asks
  * NetworkEnricher.lookup, as the Python path does, and nothing is memoised. */
-static int net_keys(PyObject *network, PyObject *ip, double ts, uint64_t k_ip, NetKeys *nk) {
+static int net_keys(PyObject *network, const char *ips, Py_ssize_t ipn, PyObject **ip, double ts,
+                    uint64_t k_ip, NetKeys *nk) {
     int has = overrides_active(network);
     if (has < 0) return -1;
     PyObject *memo = NULL;
@@ -1268,9 +1485,10 @@ static int net_keys(PyObject *network, PyObject *ip, double ts, uint64_t k_ip, N
         }
     }
     int rc = -1;
-    PyObject *info = network_info(network, ip, ts);
+    if (*ip == NULL) *ip = ascii_str(ips, ipn); /* a scanned canonical address: ASCII */
+    PyObject *info = *ip == NULL ? NULL : network_info(network, *ip, ts);
     if (info != NULL) {
-        rc = keys_of_info(info, ip, nk);
+        rc = keys_of_info(info, ips, ipn, nk);
         Py_DECREF(info);
     }
     if (entry != NULL) {
@@ -1316,7 +1534,7 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     Table seen = {NULL}, fps = {NULL};
     Py_buffer bv;
     int have_bv = 0;
-    Fields e;
+    Fields e = {{0}};
     long long bs, closed, view_buckets;
     double max_ts, grace;
 
@@ -1335,14 +1553,19 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (max_ts == -1.0 && PyErr_Occurred()) goto error;
     if (e.ts - max_ts > max_skew) goto fallback;
 
-    if (canonical_ipv4(e.f[R_IP])) {
-        ip = e.f[R_IP];
-        Py_INCREF(ip);
+    const char *ips = e.s[R_IP];
+    Py_ssize_t ipn = e.n[R_IP];
+    if (canonical_ipv4(ips, ipn)) {
+        ip = Py_XNewRef(e.ip); /* NULL when scanned: made only if a lookup needs it */
     } else {
-        ip = PyObject_CallOneArg(normalize_ip, e.f[R_IP]);
+        if (e.ip == NULL && (e.ip = ascii_str(ips, ipn)) == NULL) goto error;
+        if ((ip = PyObject_CallOneArg(normalize_ip, e.ip)) == NULL) goto error;
+        if (ip == Py_None) goto fallback;
+        if ((ips = PyUnicode_AsUTF8AndSize(ip, &ipn)) == NULL) {
+            PyErr_Clear();
+            goto fallback;
+        }
     }
-    if (ip == NULL) goto error;
-    if (ip == Py_None) goto fallback;
 
     if (get_ll_attr(ws, a_bucket_seconds, &bs) < 0 || get_ll_attr(ws, a_closed, &closed) < 0)
         goto error;
@@ -1353,24 +1576,18 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     /* the account; a new one is created as WindowStore.add does */
     PyObject *accounts = PyObject_GetAttr(ws, a_accounts);
     if (accounts == NULL) goto error;
-    st = PyDict_GetItemWithError(accounts, e.f[R_ACCOUNT_ID]);
+    st = PyDict_GetItemWithError(accounts, e.account);
     if (st != NULL) {
         Py_INCREF(st);
     } else if (!PyErr_Occurred()) {
-        st = PyObject_CallOneArg(account_state_type, e.f[R_ACCOUNT_ID]);
-        if (st != NULL && PyDict_SetItem(accounts, e.f[R_ACCOUNT_ID], st) < 0) Py_CLEAR(st);
+        st = PyObject_CallOneArg(account_state_type, e.account);
+        if (st != NULL && PyDict_SetItem(accounts, e.account, st) < 0) Py_CLEAR(st);
     }
     Py_DECREF(accounts);
     if (st == NULL) goto error;
 
     /* duplicates (one of the account's last event ids): Python path */
-    Py_ssize_t idn;
-    const char *id_utf8 = PyUnicode_AsUTF8AndSize(e.f[R_EVENT_ID], &idn);
-    if (id_utf8 == NULL) {
-        PyErr_Clear();
-        goto fallback;
-    }
-    int64_t h = blake2b_64((const uint8_t *)id_utf8, (size_t)idn);
+    int64_t h = blake2b_64((const uint8_t *)e.s[R_EVENT_ID], (size_t)e.n[R_EVENT_ID]);
     ids = PyObject_GetAttr(st, a_ids);
     if (ids == NULL) goto error;
     int found;
@@ -1387,29 +1604,14 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     /* the seen keys (windows.seen_key) and the fingerprint key (windows.fp_key) */
     uint64_t k_key, k_ip, k_agent, k_model, k_fp = 0;
     NetKeys nk;
-    {
-        const char *u;
-        Py_ssize_t un;
-#define SKEY(dim, obj, dst)                                        \
-    if ((u = PyUnicode_AsUTF8AndSize((obj), &un)) == NULL) {       \
-        PyErr_Clear();                                             \
-        goto fallback;                                             \
-    }                                                              \
-    dst = ((uint64_t)((dim) + 1) << 61) | value_hash((const uint8_t *)u, (size_t)un)
-        SKEY(D_KEY, e.f[R_KEY], k_key);
-        SKEY(D_IP, ip, k_ip);
-        SKEY(D_AGENT, e.f[R_UA], k_agent);
-        SKEY(D_MODEL, e.f[R_MODEL], k_model);
+#define SKEY(dim, u, un) (((uint64_t)((dim) + 1) << 61) | value_hash((const uint8_t *)(u), (size_t)(un)))
+    k_key = SKEY(D_KEY, e.s[R_KEY], e.n[R_KEY]);
+    k_ip = SKEY(D_IP, ips, ipn);
+    k_agent = SKEY(D_AGENT, e.s[R_UA], e.n[R_UA]);
+    k_model = SKEY(D_MODEL, e.s[R_MODEL], e.n[R_MODEL]);
 #undef SKEY
-        if (e.fp != NULL) {
-            if ((u = PyUnicode_AsUTF8AndSize(e.fp, &un)) == NULL) {
-                PyErr_Clear();
-                goto fallback;
-            }
-            k_fp = value_hash((const uint8_t *)u, (size_t)un) % PACK_KEY_MAX + 1;
-        }
-    }
-    int nrc = net_keys(network, ip, e.ts, k_ip, &nk);
+    if (e.fp != NULL) k_fp = value_hash((const uint8_t *)e.fp, (size_t)e.fpn) % PACK_KEY_MAX + 1;
+    int nrc = net_keys(network, ips, ipn, &ip, e.ts, k_ip, &nk);
     if (nrc < 0) goto error;
     if (nrc == 0) goto fallback;
     int risky = nk.risky;
@@ -1553,14 +1755,14 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     {
         PyObject *mfs = PyObject_GetAttr(ws, a_model_first);
         if (mfs == NULL) goto error;
-        PyObject *fo = PyDict_GetItemWithError(mfs, e.f[R_MODEL]);
+        PyObject *fo = PyDict_GetItemWithError(mfs, e.model);
         double first = ts;
         if (fo != NULL) {
             first = PyFloat_AsDouble(fo);
         } else if (!PyErr_Occurred()) {
             first = ts;
             PyObject *tf = PyFloat_FromDouble(ts);
-            if (tf == NULL || PyDict_SetItem(mfs, e.f[R_MODEL], tf) < 0) {
+            if (tf == NULL || PyDict_SetItem(mfs, e.model, tf) < 0) {
                 Py_XDECREF(tf);
                 Py_DECREF(mfs);
                 goto error;
@@ -1620,8 +1822,11 @@ error:
     result = NULL;
 done:
     if (have_bv) PyBuffer_Release(&bv);
-    Py_XDECREF(doc);
     Py_XDECREF(ip);
+    Py_XDECREF(e.account);
+    Py_XDECREF(e.model);
+    Py_XDECREF(e.ip);
+    Py_XDECREF(doc); /* after the spans' last use */
     Py_XDECREF(st);
     table_close(&seen);
     table_close(&fps);
@@ -1662,6 +1867,11 @@ static PyMethodDef methods[] = {
      "(nothing was changed); else bit 0 = late, bit 1 = a bucket is due to close."},
     {"partition", (PyCFunction)(void (*)(void))hot_partition, METH_FASTCALL,
      "partition(key, partitions) -> int: Kafka's default partitioner (murmur2)."},
+    {"scan", hot_scan, METH_O,
+     "scan(raw) -> None | (event_id, account_id, api_key_id, user_agent, endpoint, model, "
+     "ip, ts_text, ts, prompt_tokens, completion_tokens, status, prompt_fingerprint)\n\n"
+     "What event() reads from a message in the common spelling without orjson; None for "
+     "any other message (event() then decodes it with orjson)."},
     {"event_id_hash", hot_event_id_hash, METH_O,
      "64-bit BLAKE2b of an event id (windows.event_id_hash)."},
     {"value_hash", hot_value_hash, METH_O, "61-bit value hash (table.value_hash)."},
@@ -1694,7 +1904,8 @@ PyMODINIT_FUNC PyInit__hot(void) {
     Py_DECREF(array_mod);
     if (array_type == NULL) return NULL;
     for (int i = 0; i < NREQ; i++)
-        if ((req_keys[i] = PyUnicode_InternFromString(req_names[i])) == NULL) return NULL;
+        if ((req_keys[i] = PyUnicode_InternFromString(key_names[i])) == NULL) return NULL;
+    for (int i = 0; i < NKEYS; i++) key_lens[i] = (Py_ssize_t)strlen(key_names[i]);
     INTERN(k_org, "org_id");
     INTERN(k_fp, "prompt_fingerprint");
     INTERN(k_rq, "request_bytes");

@@ -6,7 +6,10 @@ same state (every field of every object, as snapshots would pickle it). The C pa
 handles ordinary events and hands everything else to the Python path, so the generated
 messages lean on the edges: addresses in every spelling, timestamps with and without
 fractions or offsets, integers sent as floats, optional fields absent, null or wrong,
-duplicates, late and far-future events, bad JSON and packed messages.
+duplicates, late and far-future events, bad JSON and packed messages; and the JSON itself
+in other spellings than orjson's (whitespace, escapes, key order, repeated keys, numbers
+written otherwise), which the C path's scanner must either read exactly as orjson does or
+leave to orjson.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import _hot  # built with the package (pyproject.toml); a failure here is one
-from pipeline.codec import decode_request, encode_alert, encode_dead_letter, encode_request
+from pipeline.codec import (
+    RequestEvent,
+    _fast_request,  # the checks the C path mirrors
+    decode_request,
+    encode_alert,
+    encode_dead_letter,
+    encode_request,
+)
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.features.windows import event_id_hash
 from pipeline.flow import Flow, is_packed, partition_for
@@ -228,7 +238,7 @@ def messages(draw) -> list[tuple[bytes | None, bytes | None, int]]:
             continue
         n = draw(st.integers(2, 4)) if kind == "packed" else 1
         docs = [draw(event_docs()) for _ in range(n)]
-        lines = [orjson.dumps(d) for d in docs]
+        lines = [draw(spellings(d)) if draw(st.booleans()) else orjson.dumps(d) for d in docs]
         if kind == "packed" and draw(st.booleans()):
             lines.insert(1, b"not json")
         acct = docs[0].get("account_id")
@@ -249,7 +259,7 @@ def event_docs(draw) -> dict:
         "account_id": draw(st.sampled_from(["a1", "a2", "a3"])),
         "api_key_id": draw(st.sampled_from(["k1", "k2", ""])),
         "ip": draw(st.sampled_from(IPS)),
-        "user_agent": draw(st.sampled_from(["cli/1", "sdk/2", ""])),
+        "user_agent": draw(st.sampled_from(["cli/1", "sdk/2", "", "sdk/\u00e9"])),
         "endpoint": "/v1/chat",
         "model": draw(st.sampled_from(["m1", "m2"])),
         "prompt_tokens": draw(st.sampled_from([10, 0, 3.0, -1, 100_000_001, True])),
@@ -271,6 +281,112 @@ def event_docs(draw) -> dict:
     if draw(st.integers(0, 19)) == 0:
         doc["ts"] = datetime.fromtimestamp(ts + 10 * 86_400, UTC).isoformat()  # far ahead
     return doc
+
+
+_WS = st.sampled_from(["", "", "", " ", "  ", "\t", "\r", " \r\n "])
+
+
+def _escaped(text: str, i: int) -> str:
+    """``text`` as a JSON string with its ``i``-th character as a \\u escape."""
+    body = orjson.dumps(text).decode()[1:-1]
+    if not body:
+        return '""'
+    i %= len(text)
+    if body != text:  # already escaped somewhere: keep orjson's spelling
+        return f'"{body}"'
+    return f'"{text[:i]}\\u{ord(text[i]):04x}{text[i + 1 :]}"'
+
+
+@st.composite
+def spellings(draw, doc: dict) -> bytes:
+    """``doc`` as JSON in the spellings producers use besides orjson's: whitespace
+    between tokens, keys in another order, \\u escapes, a repeated key (the last wins),
+    integers written as decimals or exponents, leading zeros (not JSON), extra fields of
+    every JSON type."""
+
+    def number(v: int | float) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        choices = [orjson.dumps(v).decode()]
+        if isinstance(v, int):
+            choices += [f"{v}.0", f"{v}e0", f"0{v}", "-0" if v == 0 else str(v)]
+        else:
+            choices += [f"{v!r}0", f"{v:e}"]
+        return draw(st.sampled_from(choices))
+
+    def value(v: object) -> str:
+        if isinstance(v, str):
+            if v and draw(st.integers(0, 4)) == 0:
+                return _escaped(v, draw(st.integers(0, 200)))
+            return orjson.dumps(v).decode()
+        if isinstance(v, int | float):
+            return number(v)
+        return orjson.dumps(v).decode()
+
+    items = list(doc.items())
+    if draw(st.booleans()):
+        items = draw(st.permutations(items))
+    if items and draw(st.integers(0, 5)) == 0:  # a repeated key: orjson keeps the last
+        k, v = draw(st.sampled_from(items))
+        items.append((k, draw(st.sampled_from([v, "x", 0, None]))))
+    if draw(st.integers(0, 4)) == 0:
+        extras = [{"a": [1, {"b": None}]}, [], True, False, None, 1.5, "\u00e9"]
+        extra = draw(st.sampled_from(extras))
+        items.insert(draw(st.integers(0, len(items))), ("extra2", extra))
+    parts = []
+    for k, v in items:
+        key = _escaped(k, draw(st.integers(0, 30))) if draw(st.integers(0, 9)) == 0 else f'"{k}"'
+        parts.append(f"{key}{draw(_WS)}:{draw(_WS)}{value(v)}")
+    sep = draw(_WS) + "," + draw(_WS)
+    text = draw(_WS) + "{" + draw(_WS) + sep.join(parts) + draw(_WS) + "}" + draw(_WS)
+    return text.encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(event_docs().flatmap(lambda d: st.tuples(st.just(d), spellings(d))))
+def test_the_scanner_reads_what_orjson_reads(pair) -> None:
+    """Whatever the scanner accepts is an event that orjson decodes to the same field values
+    and that the codec's fast check (codec._fast_request, which the C path mirrors)
+    accepts; orjson's own spelling of such an event with ASCII strings is always accepted
+    (else every event would pay for orjson and nothing would say so)."""
+    doc, raw = pair
+    for text in (raw, orjson.dumps(doc)):
+        if text.strip() and b"\n" not in text.strip():
+            decode_request(text)  # fills the timestamp cache the C path reads
+        got = _hot.scan(text)
+        try:
+            decoded = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            assert got is None
+            continue
+        event = _fast_request(decoded) if isinstance(decoded, dict) else None
+        if got is None:
+            canonical = text == orjson.dumps(doc) and text.isascii()
+            assert not (canonical and isinstance(event, RequestEvent)), text
+            continue
+        assert isinstance(event, RequestEvent), text
+        names = ("event_id", "account_id", "api_key_id", "user_agent", "endpoint", "model",
+                 "ip", "ts")  # fmt: skip
+        assert got[:8] == tuple(decoded[n] for n in names)
+        assert got[8:] == (
+            event.ts,
+            event.prompt_tokens,
+            event.completion_tokens,
+            event.status,
+            event.prompt_fingerprint,
+        )
+
+
+def test_encoded_events_are_scanned() -> None:
+    """Every event the codec writes (the simulator's traffic) takes the scanner."""
+    sim = Simulation(seed=3, accounts=100, duration=1800, rate=6.0)
+    n = 0
+    for ev in sim.events():
+        raw = encode_request(ev)
+        decode_request(raw)
+        assert _hot.scan(raw) is not None, raw
+        n += 1
+    assert n > 1000
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
