@@ -253,17 +253,38 @@ class Flow:
         sh = self.shards.get(partition)
         if sh is None:
             sh = self.shard(partition)
-        out = self._one(key, value, topic, partition, offset, 0, NOTHING, sh)
+        event = self._event
+        r = -1 if event is None else event(sh.windows, self.network, value, self._skew)
+        if r == 0:  # counted in C, closes nothing: the common case
+            self._count(sh, 1)
+            sh.next_offset = offset + 1
+            return NOTHING
+        out = self._one(r, key, value, topic, partition, offset, 0, NOTHING, sh)
         if out is _PACKED:
             out = NOTHING  # replaced by a new Output only when a line produces something
+            counted = 0
             for n, line in enumerate(value.split(b"\n"), start=1):  # type: ignore[union-attr]
                 if line and not line.isspace():
-                    out = self._one(key, line, topic, partition, offset, n, out, sh)
+                    r = -1 if event is None else event(sh.windows, self.network, line, self._skew)
+                    if r == 0:
+                        counted += 1
+                    else:
+                        out = self._one(r, key, line, topic, partition, offset, n, out, sh)
+            self._count(sh, counted)
         sh.next_offset = offset + 1
         return out
 
+    def _count(self, sh: Shard, n: int) -> None:
+        """``n`` events counted in C that closed nothing: consumed and processed."""
+        c, sc = self.counters, sh.counts
+        c.consumed += n
+        sc.consumed += n
+        c.processed += n
+        sc.processed += n
+
     def _one(
         self,
+        r: int,
         key: bytes | None,
         raw: bytes | None,
         topic: str,
@@ -273,18 +294,12 @@ class Flow:
         out: Output,
         sh: Shard,
     ) -> Output:
-        """One consumed event (``line`` > 0: that line of a packed message): counted in C
-        when it is ordinary, else by the Python path. Returns ``out``, or a new Output in
-        its place if it was NOTHING and this event produced something; or ``_PACKED``,
-        having counted nothing, when a whole message (``line`` 0) is packed."""
-        r = -1 if self._event is None else self._event(sh.windows, self.network, raw, self._skew)
+        """One consumed event (``line`` > 0: that line of a packed message) that the C path
+        answered ``r`` (not 0) for: counted in C but closing buckets or late (r > 0), or
+        left to the Python path (r < 0). Returns ``out``, or a new Output in its place if it
+        was NOTHING and this event produced something; or ``_PACKED``, having counted
+        nothing, when a whole message (``line`` 0) is packed."""
         c, sc = self.counters, sh.counts
-        if r == 0:  # counted in C, closes nothing: the common case
-            c.consumed += 1
-            sc.consumed += 1
-            c.processed += 1
-            sc.processed += 1
-            return out
         if r == _C_PACKED or (self._event is None and not line and is_packed(raw)):
             return _PACKED  # (the C path tests every bytes value itself)
         c.consumed += 1

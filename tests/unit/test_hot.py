@@ -32,6 +32,7 @@ from pipeline.codec import (
     encode_alert,
     encode_dead_letter,
     encode_request,
+    normalize_ip,
 )
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.features.windows import event_id_hash
@@ -347,8 +348,9 @@ def spellings(draw, doc: dict) -> bytes:
 def test_the_scanner_reads_what_orjson_reads(pair) -> None:
     """Whatever the scanner accepts is an event that orjson decodes to the same field values
     and that the codec's fast check (codec._fast_request, which the C path mirrors)
-    accepts; orjson's own spelling of such an event with ASCII strings is always accepted
-    (else every event would pay for orjson and nothing would say so)."""
+    accepts, the address aside (event() checks it after the scan). orjson's own spelling
+    of such an event with ASCII strings is always accepted (else every event would pay for
+    orjson and nothing would say so)."""
     doc, raw = pair
     for text in (raw, orjson.dumps(doc)):
         if text.strip() and b"\n" not in text.strip():
@@ -364,17 +366,14 @@ def test_the_scanner_reads_what_orjson_reads(pair) -> None:
             canonical = text == orjson.dumps(doc) and text.isascii()
             assert not (canonical and isinstance(event, RequestEvent)), text
             continue
-        assert isinstance(event, RequestEvent), text
         names = ("event_id", "account_id", "api_key_id", "user_agent", "endpoint", "model",
-                 "ip", "ts")  # fmt: skip
-        assert got[:8] == tuple(decoded[n] for n in names)
-        assert got[8:] == (
-            event.ts,
-            event.prompt_tokens,
-            event.completion_tokens,
-            event.status,
-            event.prompt_fingerprint,
-        )
+                 "ip", "ts", "prompt_tokens", "completion_tokens", "status")  # fmt: skip
+        assert got[:8] + got[9:12] == tuple(decoded[n] for n in names)
+        assert got[12] == decoded.get("prompt_fingerprint")
+        if normalize_ip(decoded["ip"]) is None:
+            continue  # the address is event()'s to check (it takes the Python path)
+        assert isinstance(event, RequestEvent), text
+        assert got[8] == event.ts
 
 
 def test_encoded_events_are_scanned() -> None:
