@@ -1010,6 +1010,68 @@ static uint32_t murmur2(const uint8_t *data, size_t len) {
 }
 
 /* flow.partition_for: the partition Kafka's default partitioner picks for a bytes key */
+/* records(data, start, end, partitions, line) -> (records, line): the lines of
+ * data[start:end] (newline-terminated, the last one perhaps not) as replay.file_records
+ * makes them, one (partition, line number, key, raw, 0) per non-empty line: raw is the line
+ * without its trailing CR/LF, key the account id found by replay._account_key (None if
+ * none), the partition Kafka's for that key (0 without one). Line numbers start at
+ * ``line``; the number after the last line is returned with them. */
+static PyObject *hot_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "records(data: bytes, start, end, partitions, line)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
+    long long parts = PyLong_AsLongLong(args[3]), line = PyLong_AsLongLong(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    if (start < 0 || end > size || start > end || parts <= 0) {
+        PyErr_SetString(PyExc_ValueError, "records: bad range or partition count");
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(args[0]);
+    static const char marker[] = "\"account_id\":";
+    const size_t mlen = sizeof marker - 1;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    for (const char *p = data + start, *stop = data + end; p < stop; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(stop - p));
+        const char *next = nl ? nl + 1 : stop;
+        const char *q = nl ? nl : stop;
+        while (q > p && (q[-1] == '\r' || q[-1] == '\n')) q--;
+        if (q > p) {
+            const char *k0 = NULL, *k1 = NULL;
+            for (const char *m = p; m + mlen <= q; m++) {
+                m = memchr(m, '"', (size_t)(q - m));
+                if (m == NULL || m + mlen > q) break;
+                if (memcmp(m, marker, mlen) == 0) {
+                    const char *j = memchr(m + mlen, '"', (size_t)(q - m - mlen));
+                    const char *k = j ? memchr(j + 1, '"', (size_t)(q - j - 1)) : NULL;
+                    if (j != NULL && k != NULL) {
+                        k0 = j + 1;
+                        k1 = k;
+                    }
+                    break;
+                }
+            }
+            PyObject *key = k0 ? PyBytes_FromStringAndSize(k0, k1 - k0) : Py_NewRef(Py_None);
+            long pt = k0 && k1 > k0 ? (long)((murmur2((const uint8_t *)k0, (size_t)(k1 - k0)) &
+                                              0x7FFFFFFF) % (uint32_t)parts)
+                                    : 0;
+            PyObject *rec = key ? Py_BuildValue("(lLNy#i)", pt, line, key, p, (Py_ssize_t)(q - p), 0)
+                                : NULL;
+            if (rec == NULL || PyList_Append(out, rec) < 0) {
+                Py_XDECREF(rec);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(rec);
+        }
+        p = next;
+    }
+    return Py_BuildValue("(NL)", out, line);
+}
+
 static PyObject *hot_partition(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyBytes_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "partition(key: bytes, partitions: int)");
@@ -1865,6 +1927,9 @@ static PyMethodDef methods[] = {
      "event(windows, network, raw, max_skew) -> int\n\n"
      "Count one encoded request event into the windows: -1 = take the Python path "
      "(nothing was changed); else bit 0 = late, bit 1 = a bucket is due to close."},
+    {"records", (PyCFunction)(void (*)(void))hot_records, METH_FASTCALL,
+     "records(data, start, end, partitions, line) -> ([(partition, line, key, raw, 0)], "
+     "next line): replay.file_records' records of the lines of data[start:end]."},
     {"partition", (PyCFunction)(void (*)(void))hot_partition, METH_FASTCALL,
      "partition(key, partitions) -> int: Kafka's default partitioner (murmur2)."},
     {"scan", hot_scan, METH_O,

@@ -39,6 +39,11 @@ from pipeline.reference import apply_account, apply_intel
 from pipeline.settings import Settings
 from pipeline.subscribe import end_offsets
 
+try:
+    from pipeline import _hot
+except ImportError:  # installed without a C compiler: files are split in Python
+    _hot = None
+
 #: (partition, offset, key, value, timestamp ms) of one input record
 Record = tuple[int, int, bytes | None, bytes | None, int]
 
@@ -234,8 +239,12 @@ def _from_reader_process(
         q.close()
 
 
-def file_records(path: Path, partitions: int) -> tuple[Iterator[list[Record]], int]:
-    """Records of an exported NDJSON file (optionally gzipped), partitioned like Kafka."""
+def file_records(
+    path: Path, partitions: int, native: bool = True, chunk_bytes: int = 1 << 20
+) -> tuple[Iterator[list[Record]], int]:
+    """Records of an exported NDJSON file (optionally gzipped), partitioned like Kafka: one
+    (partition, line number, key, raw, 0) per non-empty line. ``native``: split in C where
+    the hot path is built (the Python loop is its reference; tests compare them)."""
     if not path.exists():
         raise ReplayError(f"no such file: {path}")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -260,7 +269,21 @@ def file_records(path: Path, partitions: int) -> tuple[Iterator[list[Record]], i
                     batch = []
             yield batch
 
-    return read(), total
+    def read_native() -> Iterator[list[Record]]:
+        """The same records, split in C ``chunk_bytes`` at a time (_hot.records)."""
+        with opener(path, "rb") as f:
+            line, rest = 1, b""
+            while chunk := f.read(chunk_bytes):
+                data = rest + chunk if rest else chunk
+                cut = data.rfind(b"\n") + 1
+                batch, line = _hot.records(data, 0, cut, partitions, line)
+                rest = data[cut:]
+                if batch:
+                    yield batch
+            batch, line = _hot.records(rest, 0, len(rest), partitions, line)
+            yield batch
+
+    return (read() if _hot is None or not native else read_native()), total
 
 
 def _account_key(raw: bytes) -> bytes | None:

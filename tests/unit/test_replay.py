@@ -9,10 +9,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.cli import main
 from pipeline.codec import account_to_dict, encode_request
-from pipeline.replay import ReplayError, read_labels, sweep_grid
+from pipeline.replay import ReplayError, file_records, read_labels, sweep_grid
 from pipeline.sim.scenarios import Simulation
 
 
@@ -109,3 +111,28 @@ def test_a_reader_process_that_fails_is_a_replay_error() -> None:
     s = Settings.load(environ={}, overrides={"kafka.bootstrap": f"127.0.0.1:{free_port()}"})
     with pytest.raises(ReplayError, match=r"reading api\.requests: KafkaTimeoutError"):
         list(_from_reader_process(s, "api.requests", {0: (0, 10)}))
+
+
+_LINE_PARTS = st.sampled_from(
+    [b'{"account_id":"a1","x":1}', b'{"account_id": "a2"}', b'"account_id":"', b"x",
+     b'{"account_id":""}', b'{"account_id":"\xc3\xa9"}', b"\r", b"\n", b"\r\n", b"", b'"',
+     b' "account_id":"b"', b'"account_id":"c" "account_id":"d"', b"\xff"]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.lists(_LINE_PARTS, max_size=4).map(b"".join), max_size=30),
+    st.booleans(),
+    st.sampled_from([1, 2, 7, 64, 1 << 20]),
+    st.integers(1, 12),
+)
+def test_files_are_split_in_c_as_in_python(tmp_path_factory, lines, last_newline, chunk, parts):
+    """_hot.records gives the Python loop's records (line numbers, keys, partitions, CR/LF
+    stripping, empty lines skipped), whatever the chunk boundaries."""
+    path = tmp_path_factory.mktemp("split") / "events.ndjson"
+    data = b"\n".join(lines) + (b"\n" if last_newline and lines else b"")
+    path.write_bytes(data)
+    python, _ = file_records(path, parts, native=False)
+    native, _ = file_records(path, parts, native=True, chunk_bytes=chunk)
+    assert [r for b in native for r in b] == [r for b in python for r in b]
