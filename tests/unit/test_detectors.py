@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
+from river import stats
+
 from pipeline.detect.account import AccountDetector
-from pipeline.detect.population import PopulationBaselines
+from pipeline.detect.population import SCORED, PopulationBaselines, _Baseline
 from pipeline.features.windows import AccountState
 
 
@@ -81,3 +88,37 @@ def test_a_copied_cohort_model_holds_no_more_memory_than_rivers() -> None:
         return hst
 
     assert held(lambda: _fresh_hst(10, 8, 250, 5)) <= 1.1 * held(built)
+
+
+@given(
+    hs.lists(
+        hs.lists(
+            hs.sampled_from([0.0, 0.5, 1.0, 3.25]) | hs.floats(0.0, 20.0),
+            min_size=len(SCORED),
+            max_size=len(SCORED),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    hs.sampled_from([0.01, 0.05, 0.3]),
+)
+def test_baseline_is_rivers_fading_mean_and_variance(rows, alpha) -> None:
+    """_Baseline keeps plain floats; its means and variances are river's to the bit, and
+    a version-3 snapshot's river objects load into the same baseline."""
+    base = _Baseline(alpha)
+    means = [stats.EWMean(fading_factor=alpha) for _ in SCORED]
+    variances = [stats.EWVar(fading_factor=alpha) for _ in SCORED]
+    for row in rows:
+        base.learn(row)
+        for m, v, x in zip(means, variances, row, strict=True):
+            m.update(x)
+            v.update(x)
+        assert base.mean == [m.get() for m in means]
+        got = [q - m * m for q, m in zip(base.sq, base.mean, strict=True)]
+        assert got == [v.get() for v in variances]
+    old = _Baseline.__new__(_Baseline)
+    old.__setstate__((None, {"means": means, "n": len(rows), "vars": variances}))
+    assert (old.alpha, old.mean, old.n) == (alpha, base.mean, base.n)
+    for q, q_old in zip(base.sq, old.sq, strict=True):
+        assert q_old == pytest.approx(q, rel=1e-12, abs=1e-12)
+    assert pickle.loads(pickle.dumps(base)).sq == base.sq
