@@ -39,6 +39,7 @@ enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 #define BACK_MAX ((1LL << 28) - 1)
 #define RECENT_IDS 8
 #define FP_CAP 64
+#define KNOWN_CAP 32
 #define SEEN_CAP 256
 #define NEW_MODEL_SECONDS 86400.0
 #define GAP_MAX 3600.0
@@ -665,6 +666,43 @@ done:
     Py_XDECREF(ips);
     PyBuffer_Release(&r.view);
     return out;
+}
+
+/* remember(seen, nets, agents): AccountState.remember on the seen table, in place */
+static PyObject *hot_remember(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyList_Check(args[1]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "remember(seen, nets: list, agents: list)");
+        return NULL;
+    }
+    Py_buffer v;
+    if (PyObject_GetBuffer(args[0], &v, PyBUF_WRITABLE) < 0) return NULL;
+    uint64_t *t = (uint64_t *)v.buf, n = (uint64_t)v.len / 8;
+    if (v.len % 8 || n < 4 || ((n >> 1) - 1) & ((n >> 1) - 2)) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "not a pair table");
+        return NULL;
+    }
+    long known[8] = {0};
+    for (uint64_t p = 2; p + 1 < n; p += 2)
+        if (t[p] && (t[p + 1] & KNOWN)) known[t[p + 1] & 7]++;
+    for (int which = 0; which < 2; which++) {
+        PyObject *keys = args[1 + which];
+        int dim = which ? D_AGENT : D_NET;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+            uint64_t key = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(keys, i));
+            if (key == (uint64_t)-1 && PyErr_Occurred()) {
+                PyBuffer_Release(&v);
+                return NULL;
+            }
+            uint64_t p = pair_find(t, n, key);
+            if (t[p] && !(t[p + 1] & KNOWN) && known[dim] < KNOWN_CAP) {
+                t[p + 1] |= KNOWN;
+                known[dim]++;
+            }
+        }
+    }
+    PyBuffer_Release(&v);
+    Py_RETURN_NONE;
 }
 
 static PyObject *hot_repeated_fps(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -1946,6 +1984,8 @@ static PyMethodDef methods[] = {
      "prune_seen(seen, through) -> table | None (windows._Tables.prune_seen)."},
     {"scan_seen", (PyCFunction)(void (*)(void))hot_scan_seen, METH_FASTCALL,
      "scan_seen(seen, lo, hi) -> (distinct, nets, agents, ips) (windows._Tables.scan_seen)."},
+    {"remember", (PyCFunction)(void (*)(void))hot_remember, METH_FASTCALL,
+     "remember(seen, nets, agents) (windows._Tables.remember, in place)."},
     {"repeated_fps", (PyCFunction)(void (*)(void))hot_repeated_fps, METH_FASTCALL,
      "repeated_fps(fps, lo) -> keys (windows._Tables.repeated_fps)."},
     {"close", (PyCFunction)(void (*)(void))hot_close, METH_FASTCALL,

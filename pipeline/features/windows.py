@@ -186,19 +186,9 @@ class AccountState:
 
     def remember(self, nets: list[int], agents: list[int]) -> None:
         """Mark networks and clients (``seen`` keys) as known to the account's history
-        (bounded)."""
-        seen = self.seen
-        known = [0] * 8
-        for _, flags in pair_items(seen):
-            if flags & KNOWN:
-                known[flags & 7] += 1
-        for keys, dim in ((nets, D_NET), (agents, D_AGENT)):
-            for key in keys:
-                p = pair_find(seen, key)
-                v = seen[p + 1]
-                if seen[p] and not v & KNOWN and known[dim] < KNOWN_CAP:
-                    seen[p + 1] = v | KNOWN
-                    known[dim] += 1
+        (bounded: :data:`KNOWN_CAP` of each); in C where it is built (``_Tables.remember``
+        is the reference)."""
+        (_Tables if _hot is None else _hot).remember(self.seen, nets, agents)
 
 
 @dataclass(slots=True)
@@ -661,8 +651,9 @@ def _stamp(v: int | None, index: int, dim: int) -> int:
 
 class _Tables:
     """The close path's operations on the ``seen`` and fingerprint tables, in Python: the
-    reference. :mod:`pipeline._hot` has the same four functions in C; a store uses those
-    when ``native`` (tests/unit/test_hot.py compares the two)."""
+    reference. :mod:`pipeline._hot` has the same functions in C; a store uses those when
+    ``native``, and AccountState.remember whenever C is built (tests/unit/test_table.py
+    compares the two)."""
 
     @staticmethod
     def prune_seen(seen: array, through: int) -> array | None:
@@ -672,6 +663,22 @@ class _Tables:
         if any(v < floor and not v & KNOWN for _, v in pair_items(seen)):
             return pair_rebuild(seen, lambda k, v: v >= floor or bool(v & KNOWN))
         return None
+
+    @staticmethod
+    def remember(seen: array, nets: list[int], agents: list[int]) -> None:
+        """AccountState.remember on its ``seen`` table, in place: each of ``nets`` and
+        ``agents`` present in the table becomes known, up to KNOWN_CAP per dimension."""
+        known = [0] * 8
+        for _, flags in pair_items(seen):
+            if flags & KNOWN:
+                known[flags & 7] += 1
+        for keys, dim in ((nets, D_NET), (agents, D_AGENT)):
+            for key in keys:
+                p = pair_find(seen, key)
+                v = seen[p + 1]
+                if seen[p] and not v & KNOWN and known[dim] < KNOWN_CAP:
+                    seen[p + 1] = v | KNOWN
+                    known[dim] += 1
 
     @staticmethod
     def expire_fps(fps: array, through: int) -> array | None:

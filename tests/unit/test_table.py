@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -91,3 +93,39 @@ def test_close_path_table_operations_in_c_equal_python(
     c, py = _hot.expire_fps(fps, lo), _Tables.expire_fps(fps, lo)
     assert (c is None) == (py is None) and (c is None or c == py)
     assert _hot.repeated_fps(fps, lo) == _Tables.repeated_fps(fps, lo)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(KEYS, SEEN_VALUES), max_size=120),
+    st.lists(st.integers(0, 200), max_size=60),
+    st.lists(st.integers(0, 200), max_size=60),
+)
+def test_remember_in_c_equals_python(
+    entries: list[tuple[int, int]], net_at: list[int], agent_at: list[int]
+) -> None:
+    """Known flags set in place, at most KNOWN_CAP per dimension, only for present keys."""
+    seen = table.pairs()
+    for key, value in entries:
+        seen = table.pair_set(seen, key, value)
+    keys = [k for k, _ in entries] + [0x1234, 7]  # present keys, and absent ones
+    nets = [keys[i % len(keys)] for i in net_at]
+    agents = [keys[i % len(keys)] for i in agent_at]
+    c, py = array("Q", seen), array("Q", seen)
+    _hot.remember(c, nets, agents)
+    _Tables.remember(py, nets, agents)
+    assert c == py
+
+
+def test_remember_stops_at_the_cap() -> None:
+    from pipeline.features.windows import D_AGENT, D_NET, KNOWN_CAP
+
+    seen = table.pairs()
+    for key in range(1, 101):
+        seen = table.pair_set(seen, key, 5 << _LAST | (D_NET if key <= 50 else D_AGENT))
+    nets, agents = list(range(1, 51)), list(range(51, 101))
+    for remember in (_hot.remember, _Tables.remember):
+        t = array("Q", seen)
+        remember(t, nets, agents)
+        known = [k for k, v in table.pair_items(t) if v & KNOWN]
+        assert sorted(known) == [*nets[:KNOWN_CAP], *agents[:KNOWN_CAP]]
