@@ -45,6 +45,15 @@ enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 #define GAP_MAX 3600.0
 #define MAX_INDEX (1LL << 32) /* bucket indices beyond this take the Python path */
 
+/* the request contract's limits (schemas/request-event.v1.json, codec._fast_request) */
+#define MAX_TOKENS 100000000LL
+#define STATUS_MIN 100
+#define STATUS_MAX 599
+#define MAX_LATENCY_MS 86400000LL
+#define MAX_BYTES 10000000000LL
+#define MAX_ID 128 /* ids, endpoint, model, org, fingerprint (characters) */
+#define MAX_UA 512
+
 /* integer tables: the layout and rules of pipeline.features.table */
 #define M61 ((1ULL << 61) - 1)
 #define LEN_MIX 0x9E3779B1ULL
@@ -384,6 +393,11 @@ static int table_grow(Table *tb, PyObject *st, PyObject *attr, int pairs, uint64
 }
 
 /* table.pair_find */
+/* n words: a count, an unused word, then a power of two of (key, value) slots */
+static inline int is_pair_table(uint64_t n) {
+    return n >= 4 && !(((n >> 1) - 1) & ((n >> 1) - 2));
+}
+
 static inline uint64_t pair_find(const uint64_t *t, uint64_t n, uint64_t key) {
     uint64_t cap = (n >> 1) - 1;
     uint64_t i = slot_of(key, cap);
@@ -677,7 +691,7 @@ static PyObject *hot_remember(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_buffer v;
     if (PyObject_GetBuffer(args[0], &v, PyBUF_WRITABLE) < 0) return NULL;
     uint64_t *t = (uint64_t *)v.buf, n = (uint64_t)v.len / 8;
-    if (v.len % 8 || n < 4 || ((n >> 1) - 1) & ((n >> 1) - 2)) {
+    if (v.len % 8 || !is_pair_table(n)) {
         PyBuffer_Release(&v);
         PyErr_SetString(PyExc_ValueError, "not a pair table");
         return NULL;
@@ -1047,23 +1061,21 @@ static uint32_t murmur2(const uint8_t *data, size_t len) {
     return h;
 }
 
-/* flow.partition_for: the partition Kafka's default partitioner picks for a bytes key */
-/* records(data, start, end, partitions, line) -> (records, line): the lines of
- * data[start:end] (newline-terminated, the last one perhaps not) as replay.file_records
+/* records(data, end, partitions, line) -> (records, line): the lines of
+ * data[:end] (newline-terminated, the last one perhaps not) as replay.file_records
  * makes them, one (partition, line number, key, raw, 0) per non-empty line: raw is the line
  * without its trailing CR/LF, key the account id found by replay._account_key (None if
  * none), the partition Kafka's for that key (0 without one). Line numbers start at
  * ``line``; the number after the last line is returned with them. */
 static PyObject *hot_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "records(data: bytes, start, end, partitions, line)");
+    if (nargs != 4 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "records(data: bytes, end, partitions, line)");
         return NULL;
     }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
-    long long parts = PyLong_AsLongLong(args[3]), line = PyLong_AsLongLong(args[4]);
+    Py_ssize_t end = PyLong_AsSsize_t(args[1]);
+    long long parts = PyLong_AsLongLong(args[2]), line = PyLong_AsLongLong(args[3]);
     if (PyErr_Occurred()) return NULL;
-    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
-    if (start < 0 || end > size || start > end || parts <= 0) {
+    if (end < 0 || end > PyBytes_GET_SIZE(args[0]) || parts <= 0) {
         PyErr_SetString(PyExc_ValueError, "records: bad range or partition count");
         return NULL;
     }
@@ -1072,7 +1084,7 @@ static PyObject *hot_records(PyObject *self, PyObject *const *args, Py_ssize_t n
     const size_t mlen = sizeof marker - 1;
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
-    for (const char *p = data + start, *stop = data + end; p < stop; line++) {
+    for (const char *p = data, *stop = data + end; p < stop; line++) {
         const char *nl = memchr(p, '\n', (size_t)(stop - p));
         const char *next = nl ? nl + 1 : stop;
         const char *q = nl ? nl : stop;
@@ -1110,6 +1122,7 @@ static PyObject *hot_records(PyObject *self, PyObject *const *args, Py_ssize_t n
     return Py_BuildValue("(NL)", out, line);
 }
 
+/* flow.partition_for: the partition Kafka's default partitioner picks for a bytes key */
 static PyObject *hot_partition(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyBytes_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "partition(key: bytes, partitions: int)");
@@ -1207,6 +1220,16 @@ static const char *scan_num(const char *p, const char *end, int *isint, long lon
     return p;
 }
 
+/* The string fields' lengths (in characters) within the contract's limits? */
+static int lengths_ok(const Py_ssize_t len[R_TS + 1]) {
+    for (int i = 0; i < R_TS; i++) {
+        Py_ssize_t lo = i == R_UA ? 0 : i == R_IP ? 2 : 1;
+        Py_ssize_t hi = i == R_UA ? MAX_UA : i == R_IP ? 45 : MAX_ID;
+        if (len[i] < lo || len[i] > hi) return 0;
+    }
+    return 1; /* the timestamp's form is fast_ts's to check */
+}
+
 static inline int key_of(const char *k, Py_ssize_t n) {
     for (int i = 0; i < NKEYS; i++)
         if (key_lens[i] == n && memcmp(key_names[i], k, (size_t)n) == 0) return i;
@@ -1244,7 +1267,7 @@ static int scan(const char *p, Py_ssize_t len, Fields *e) {
                 e->s[k] = vs;
                 e->n[k] = vn;
             } else if (k == O_FP || k == O_ORG) {
-                if (vn > 128) return 0;
+                if (vn > MAX_ID) return 0;
                 if (k == O_FP) {
                     e->fp = vs;
                     e->fpn = vn;
@@ -1266,19 +1289,20 @@ static int scan(const char *p, Py_ssize_t len, Fields *e) {
                 break;
             case R_PT:
             case R_CT:
-                if (!isint || iv < 0 || iv > 100000000) return 0;
+                if (!isint || iv < 0 || iv > MAX_TOKENS) return 0;
                 *(k == R_PT ? &e->pt : &e->ct) = iv;
                 break;
             case R_STATUS:
-                if (!isint || iv < 100 || iv > 599) return 0;
+                if (!isint || iv < STATUS_MIN || iv > STATUS_MAX) return 0;
                 e->status = iv;
                 break;
             case R_LAT:
-                if (isint ? iv < 0 || iv > 86400000 : !(0 <= dv && dv <= 86400000.0)) return 0;
+                if (isint ? iv < 0 || iv > MAX_LATENCY_MS : !(0 <= dv && dv <= (double)MAX_LATENCY_MS))
+                    return 0;
                 break;
             case O_RQ:
             case O_RS:
-                if (!isint || iv < 0 || iv > 10000000000LL) return 0;
+                if (!isint || iv < 0 || iv > MAX_BYTES) return 0;
                 break;
             default:
                 return 0; /* a string field given a number */
@@ -1294,13 +1318,7 @@ static int scan(const char *p, Py_ssize_t len, Fields *e) {
     }
     if (skip_ws(p + 1, end) != end) return 0;
     if ((seen & ((1u << NREQ) - 1)) != (1u << NREQ) - 1) return 0;
-#define LEN(i) e->n[i]
-    if (!(LEN(R_EVENT_ID) > 0 && LEN(R_EVENT_ID) <= 128 && LEN(R_ACCOUNT_ID) > 0 &&
-          LEN(R_ACCOUNT_ID) <= 128 && LEN(R_KEY) > 0 && LEN(R_KEY) <= 128 && LEN(R_UA) <= 512 &&
-          LEN(R_ENDPOINT) > 0 && LEN(R_ENDPOINT) <= 128 && LEN(R_MODEL) > 0 &&
-          LEN(R_MODEL) <= 128 && LEN(R_IP) >= 2 && LEN(R_IP) <= 45))
-        return 0;
-#undef LEN
+    if (!lengths_ok(e->n)) return 0; /* ASCII: bytes are characters */
     return fast_ts(e->s[R_TS], e->n[R_TS], &e->ts);
 }
 
@@ -1343,22 +1361,18 @@ static int decode(PyObject *raw, PyObject **doc, Fields *e) {
     for (int i = R_PT; i <= R_STATUS; i++)
         if (!PyLong_CheckExact(f[i])) goto no;
     PyObject *lat = f[R_LAT];
-#define LEN(i) PyUnicode_GET_LENGTH(f[i])
-    if (!(LEN(R_EVENT_ID) > 0 && LEN(R_EVENT_ID) <= 128 && LEN(R_ACCOUNT_ID) > 0 &&
-          LEN(R_ACCOUNT_ID) <= 128 && LEN(R_KEY) > 0 && LEN(R_KEY) <= 128 && LEN(R_UA) <= 512 &&
-          LEN(R_ENDPOINT) > 0 && LEN(R_ENDPOINT) <= 128 && LEN(R_MODEL) > 0 &&
-          LEN(R_MODEL) <= 128 && LEN(R_IP) >= 2 && LEN(R_IP) <= 45))
-        goto no;
-#undef LEN
-    if (!get_ll(f[R_PT], 0, 100000000, &e->pt) || !get_ll(f[R_CT], 0, 100000000, &e->ct) ||
-        !get_ll(f[R_STATUS], 100, 599, &e->status))
+    Py_ssize_t len[R_TS + 1];
+    for (int i = 0; i <= R_TS; i++) len[i] = PyUnicode_GET_LENGTH(f[i]);
+    if (!lengths_ok(len)) goto no;
+    if (!get_ll(f[R_PT], 0, MAX_TOKENS, &e->pt) || !get_ll(f[R_CT], 0, MAX_TOKENS, &e->ct) ||
+        !get_ll(f[R_STATUS], STATUS_MIN, STATUS_MAX, &e->status))
         goto no;
     if (PyLong_CheckExact(lat)) {
         long long l;
-        if (!get_ll(lat, 0, 86400000, &l)) goto no;
+        if (!get_ll(lat, 0, MAX_LATENCY_MS, &l)) goto no;
     } else if (PyFloat_CheckExact(lat)) {
         double l = PyFloat_AS_DOUBLE(lat);
-        if (!(0 <= l && l <= 86400000.0)) goto no;
+        if (!(0 <= l && l <= (double)MAX_LATENCY_MS)) goto no;
     } else {
         goto no;
     }
@@ -1377,10 +1391,10 @@ static int decode(PyObject *raw, PyObject **doc, Fields *e) {
         if (fp == Py_None) fp = NULL;
         if (rq == Py_None) rq = NULL;
         if (rs == Py_None) rs = NULL;
-        if (org && !(PyUnicode_CheckExact(org) && PyUnicode_GET_LENGTH(org) <= 128)) goto no;
-        if (fp && !(PyUnicode_CheckExact(fp) && PyUnicode_GET_LENGTH(fp) <= 128)) goto no;
-        if (rq && !(PyLong_CheckExact(rq) && get_ll(rq, 0, 10000000000LL, &tmp))) goto no;
-        if (rs && !(PyLong_CheckExact(rs) && get_ll(rs, 0, 10000000000LL, &tmp))) goto no;
+        if (org && !(PyUnicode_CheckExact(org) && PyUnicode_GET_LENGTH(org) <= MAX_ID)) goto no;
+        if (fp && !(PyUnicode_CheckExact(fp) && PyUnicode_GET_LENGTH(fp) <= MAX_ID)) goto no;
+        if (rq && !(PyLong_CheckExact(rq) && get_ll(rq, 0, MAX_BYTES, &tmp))) goto no;
+        if (rs && !(PyLong_CheckExact(rs) && get_ll(rs, 0, MAX_BYTES, &tmp))) goto no;
     }
     /* the spans (a string that has no UTF-8 form, a lone surrogate: the Python path) */
     for (int i = 0; i <= R_TS; i++)
@@ -1717,7 +1731,7 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     int risky = nk.risky;
     PyObject *seen_obj = PyObject_GetAttr(st, a_seen);
     if (seen_obj == NULL || table_open(&seen, seen_obj) < 0) goto error;
-    if (seen.n < 4 || ((seen.n >> 1) - 1) & ((seen.n >> 1) - 2)) goto fallback; /* not a table */
+    if (!is_pair_table(seen.n)) goto fallback; /* not a table */
 
     /* ---- from here on, the event is counted (no more fallbacks) ---- */
     {
@@ -1966,8 +1980,8 @@ static PyMethodDef methods[] = {
      "Count one encoded request event into the windows: -1 = take the Python path "
      "(nothing was changed); else bit 0 = late, bit 1 = a bucket is due to close."},
     {"records", (PyCFunction)(void (*)(void))hot_records, METH_FASTCALL,
-     "records(data, start, end, partitions, line) -> ([(partition, line, key, raw, 0)], "
-     "next line): replay.file_records' records of the lines of data[start:end]."},
+     "records(data, end, partitions, line) -> ([(partition, line, key, raw, 0)], "
+     "next line): replay.file_records' records of the lines of data[:end]."},
     {"partition", (PyCFunction)(void (*)(void))hot_partition, METH_FASTCALL,
      "partition(key, partitions) -> int: Kafka's default partitioner (murmur2)."},
     {"scan", hot_scan, METH_O,

@@ -276,11 +276,11 @@ def file_records(
             while chunk := f.read(chunk_bytes):
                 data = rest + chunk if rest else chunk
                 cut = data.rfind(b"\n") + 1
-                batch, line = _hot.records(data, 0, cut, partitions, line)
+                batch, line = _hot.records(data, cut, partitions, line)
                 rest = data[cut:]
                 if batch:
                     yield batch
-            batch, line = _hot.records(rest, 0, len(rest), partitions, line)
+            batch, line = _hot.records(rest, len(rest), partitions, line)
             yield batch
 
     return (read() if _hot is None or not native else read_native()), total
