@@ -1632,14 +1632,8 @@ static int is_packed(PyObject *raw) {
     return j > i && memchr(p + i, '\n', (size_t)(j - i)) != NULL;
 }
 
-static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "event(windows, network, raw, max_skew)");
-        return NULL;
-    }
-    PyObject *ws = args[0], *network = args[1], *raw = args[2];
-    double max_skew = PyFloat_AsDouble(args[3]);
-    if (max_skew == -1.0 && PyErr_Occurred()) return NULL;
+/* event(): one message's value into the windows ``ws``; see the method table */
+static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, double max_skew) {
     if (!PyBytes_CheckExact(raw)) return PyLong_FromLong(FALLBACK);
     if (is_packed(raw)) return PyLong_FromLong(PACKED);
 
@@ -1949,6 +1943,81 @@ done:
     return result;
 }
 
+static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "event(windows, network, raw, max_skew)");
+        return NULL;
+    }
+    double max_skew = PyFloat_AsDouble(args[3]);
+    if (max_skew == -1.0 && PyErr_Occurred()) return NULL;
+    return event_one(args[0], args[1], args[2], max_skew);
+}
+
+/* feed(stores, network, records, start, max_skew, fed) -> (i, r): event() over
+ * records[start:] (replay's (partition, offset, key, value, ...) tuples) for as long as it
+ * answers 0, without returning to Python. stores[p] is partition p's WindowStore (None: no
+ * shard yet). Each record counted so adds 1 to fed[2p] and sets fed[2p + 1] to its
+ * offset + 1 (``fed``: a writable array('q') of 2 * len(stores)). Stops at the first record
+ * whose answer r is not 0 (already applied, as event()'s), or that it cannot take at all
+ * (r = NO_STORE: not a tuple as above, or no store for its partition; nothing applied);
+ * i is that record's index, or len(records) with r = 0. */
+#define NO_STORE (-3)
+static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyList_Check(args[0]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "feed(stores: list, network, records: list, start, max_skew, fed)");
+        return NULL;
+    }
+    PyObject *stores = args[0], *network = args[1], *records = args[2];
+    Py_ssize_t i = PyLong_AsSsize_t(args[3]);
+    double max_skew = PyFloat_AsDouble(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    Py_buffer fv;
+    if (PyObject_GetBuffer(args[5], &fv, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) return NULL;
+    Py_ssize_t nstores = PyList_GET_SIZE(stores);
+    if (fv.itemsize != 8 || fv.format == NULL || strcmp(fv.format, "q") != 0 ||
+        fv.len < (Py_ssize_t)(2 * 8 * nstores) || i < 0) {
+        PyBuffer_Release(&fv);
+        PyErr_SetString(PyExc_ValueError, "feed: fed must be an array('q') of 2 * len(stores)");
+        return NULL;
+    }
+    int64_t *fed = (int64_t *)fv.buf;
+    long r = 0;
+    for (; i < PyList_GET_SIZE(records); i++) {
+        PyObject *rec = PyList_GET_ITEM(records, i);
+        if (!PyTuple_CheckExact(rec) || PyTuple_GET_SIZE(rec) < 4 ||
+            !PyLong_CheckExact(PyTuple_GET_ITEM(rec, 0)) ||
+            !PyLong_CheckExact(PyTuple_GET_ITEM(rec, 1))) {
+            r = NO_STORE;
+            break;
+        }
+        long long p = PyLong_AsLongLong(PyTuple_GET_ITEM(rec, 0));
+        long long offset = PyLong_AsLongLong(PyTuple_GET_ITEM(rec, 1));
+        if (PyErr_Occurred()) {
+            PyErr_Clear(); /* out of range: Python's path says what it is */
+            r = NO_STORE;
+            break;
+        }
+        if (p < 0 || p >= nstores || PyList_GET_ITEM(stores, p) == Py_None) {
+            r = NO_STORE;
+            break;
+        }
+        PyObject *res = event_one(PyList_GET_ITEM(stores, p), network,
+                                  PyTuple_GET_ITEM(rec, 3), max_skew);
+        if (res == NULL) {
+            PyBuffer_Release(&fv);
+            return NULL;
+        }
+        r = PyLong_AsLong(res);
+        Py_DECREF(res);
+        if (r != 0) break;
+        fed[2 * p] += 1;
+        fed[2 * p + 1] = offset + 1;
+    }
+    PyBuffer_Release(&fv);
+    return Py_BuildValue("(nl)", i, r);
+}
+
 static PyObject *hot_configure(PyObject *self, PyObject *args, PyObject *kw) {
     static char *names[] = {"loads", "normalize_ip", "seconds", "risky_kinds", "empty_bucket",
                             "account_state", "max_event_bytes", NULL};
@@ -1979,6 +2048,9 @@ static PyMethodDef methods[] = {
      "event(windows, network, raw, max_skew) -> int\n\n"
      "Count one encoded request event into the windows: -1 = take the Python path "
      "(nothing was changed); else bit 0 = late, bit 1 = a bucket is due to close."},
+    {"feed", (PyCFunction)(void (*)(void))hot_feed, METH_FASTCALL,
+     "feed(stores, network, records, start, max_skew, fed) -> (i, r): event() over replay "
+     "records until an answer is not 0 (see Flow.process_records)."},
     {"records", (PyCFunction)(void (*)(void))hot_records, METH_FASTCALL,
      "records(data, end, partitions, line) -> ([(partition, line, key, raw, 0)], "
      "next line): replay.file_records' records of the lines of data[:end]."},

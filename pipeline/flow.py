@@ -20,6 +20,8 @@ code is tested against.
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -115,6 +117,7 @@ def is_packed(value: bytes | None) -> bool:
 
 #: _hot.event's answer for a packed message (is_packed), and Flow._one's.
 _C_PACKED = -2
+_C_NO_STORE = -3  # _hot.feed: a record it could not take at all (process() takes it)
 _PACKED = Output((), (), (), ())  # type: ignore[arg-type]
 
 #: What most messages produce: nothing. Shared, so its fields are empty tuples: reading it
@@ -259,6 +262,55 @@ class Flow:
             self._count(sh, 1)
             sh.next_offset = offset + 1
             return NOTHING
+        return self._answer(r, key, value, partition, offset, topic, sh)
+
+    def process_records(self, records: list[tuple], topic: str = "") -> Iterator[Output]:
+        """Every record ``(partition, offset, key, value, ...)`` of ``records``, in order,
+        exactly as :meth:`process` of each would do; yields the outputs that are not
+        NOTHING. Replay's loop: in C (``_hot.feed``), a run of ordinary events never
+        comes back to Python, not even to count them; the first record it does not
+        answer 0 for comes here, as :meth:`process`'s would."""
+        feed = None if self._event is None else _hot.feed
+        i, n = 0, len(records)
+        while i < n:
+            r = _C_NO_STORE
+            if feed is not None:
+                stores = [None] * (max(self.shards, default=-1) + 1)
+                for p, sh in self.shards.items():
+                    if p >= 0:
+                        stores[p] = sh.windows
+                fed = array("q", bytes(16 * len(stores)))
+                try:
+                    i, r = feed(stores, self.network, records, i, self._skew, fed)
+                finally:
+                    for p in range(len(stores)):
+                        if fed[2 * p]:
+                            sh = self.shards[p]
+                            self._count(sh, fed[2 * p])
+                            sh.next_offset = fed[2 * p + 1]
+                if i == n:
+                    return
+            p, offset, key, value = records[i][:4]
+            if r == _C_NO_STORE:
+                out = self.process(key, value, p, offset, topic)
+            else:
+                out = self._answer(r, key, value, p, offset, topic, self.shards[p])
+            if out is not NOTHING:
+                yield out
+            i += 1
+
+    def _answer(
+        self,
+        r: int,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        offset: int,
+        topic: str,
+        sh: Shard,
+    ) -> Output:
+        """The rest of :meth:`process` once the C path has answered ``r`` (not 0)."""
+        event = self._event
         out = self._one(r, key, value, topic, partition, offset, 0, NOTHING, sh)
         if out is _PACKED:
             out = NOTHING  # replaced by a new Output only when a line produces something

@@ -46,7 +46,9 @@ BASE = 1_795_000_000  # 2026-11-18
 
 
 def run_both(network: NetworkEnricher, messages: list[tuple[bytes | None, bytes | None, int]]):
-    """Feed ``messages`` (key, value, partition) to a C-path and a Python-path flow.
+    """Feed ``messages`` (key, value, partition) to a C-path and a Python-path flow, one
+    message at a time, and to a third flow as replay does (``Flow.process_records``: runs
+    of ordinary events stay in C, ``_hot.feed``), in batches of a few records.
 
     Returns the counters and how many events the C path counted itself.
     """
@@ -55,12 +57,25 @@ def run_both(network: NetworkEnricher, messages: list[tuple[bytes | None, bytes 
             decode_request(line)
     results = []
     taken = [0]
-    for native in (True, False):
+    for native, batched in ((True, False), (False, False), (True, True)):
+        # (flows make a partition's shard at its first record: in the batched flow, that
+        # record is one _hot.feed hands back to process())
         flow = Flow(CFG, network, partitions={0, 1}, native=native)
-        if native:
+        if native and not batched:
             flow._event = _counting(flow._event, taken)
         outputs = []
-        for offset, (key, value, partition) in enumerate(messages):
+        if batched:
+            records = [(p, offset, k, v, 0) for offset, (k, v, p) in enumerate(messages)]
+            for start in range(0, len(records), 7):
+                for out in flow.process_records(records[start : start + 7], "t"):
+                    outputs.append(out)
+            outputs = [
+                (
+                    [encode_alert(a) for out in outputs for a in out.alerts],
+                    [encode_dead_letter(d) for out in outputs for d in out.dead_letters],
+                )
+            ]
+        for offset, (key, value, partition) in enumerate([] if batched else messages):
             out = flow.process_message(key, value, Source("t", partition, offset))
             outputs.append(
                 (
@@ -72,10 +87,16 @@ def run_both(network: NetworkEnricher, messages: list[tuple[bytes | None, bytes 
             sh.windows.native = None  # which table code ran: the one intended difference
         shards = {p: _plain(sh) for p, sh in sorted(flow.shards.items())}
         results.append((outputs, flow.counters, shards))
-    (native_out, native_counts, native_state), (py_out, py_counts, py_state) = results
+    (native_out, native_counts, native_state), (py_out, py_counts, py_state) = results[:2]
     assert native_out == py_out
     assert native_counts == py_counts
     assert native_state == py_state
+    batched_out, batched_counts, batched_state = results[2]
+    alerts = [a for message_alerts, _ in native_out for a in message_alerts]
+    dead = [d for _, message_dead in native_out for d in message_dead]
+    assert batched_out == [(alerts, dead)]
+    assert batched_counts == native_counts
+    assert batched_state == native_state
     return native_counts, taken[0]
 
 
