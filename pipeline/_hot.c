@@ -66,7 +66,7 @@ enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 
 /* ---- configuration (set once by pipeline.features.windows) ---- */
 static PyObject *orjson_loads, *normalize_ip, *seconds_cache, *risky_kinds, *empty_bucket,
-    *account_state_type, *array_type;
+    *account_state_type, *array_type, *view_type, *empty_args;
 static Py_ssize_t max_event_bytes = 65536;
 
 enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R_PT, R_CT,
@@ -734,6 +734,181 @@ static PyObject *hot_repeated_fps(PyObject *self, PyObject *const *args, Py_ssiz
     }
     PyBuffer_Release(&r.view);
     return out;
+}
+
+/* ---- view(): windows.make_view, the Python reference, in C ---- */
+
+static const char *value_names[] = {
+    "requests_per_min", "prompt_tokens_per_min", "completion_tokens_per_min",
+    "completion_tokens_per_request", "completion_prompt_ratio", "distinct_api_keys",
+    "distinct_ips", "distinct_networks", "distinct_asns", "distinct_countries",
+    "distinct_models", "risky_network_share", "error_rate", "throttled_rate", "template_reuse",
+    "new_network_share", "new_client_share", "new_model_share", "interarrival_cv",
+    "active_minutes"};
+#define NVALUES 20
+static const char *count_names[] = {"requests", "prompt_tokens", "completion_tokens",
+                                    "fingerprinted", "distinct_api_keys", "distinct_ips",
+                                    "distinct_networks", "risky_network_requests"};
+#define NCOUNTS 8
+static const char *field_names[] = {"kind", "account_id", "start", "end", "first_ts",
+                                    "last_ts", "values", "counts", "nets", "agents", "ips",
+                                    "fingerprints", "state"};
+enum { F_KIND, F_ACCOUNT, F_START, F_END, F_FIRST, F_LAST, F_VALUES, F_COUNTS, F_NETS, F_AGENTS,
+       F_IPS, F_FPS, F_STATE, NFIELDS };
+static PyObject *value_keys[NVALUES], *count_keys[NCOUNTS], *field_keys[NFIELDS];
+
+static int dbuf(PyObject *arr, Py_buffer *v, double **out);
+
+/* the View's fingerprints: fp_label of each repeated fingerprint after bucket lo */
+static PyObject *repeated_labels(PyObject *st, const double *b, PyObject *lo) {
+    PyObject *out = PySet_New(NULL);
+    if (out == NULL || b[REP] == 0) return out;
+    PyObject *fo = PyObject_GetAttr(st, a_fps);
+    if (fo == NULL) goto error;
+    if (fo == Py_None) {
+        Py_DECREF(fo);
+        return out;
+    }
+    PyObject *fargs[2] = {fo, lo};
+    PyObject *keys = hot_repeated_fps(NULL, fargs, 2);
+    Py_DECREF(fo);
+    if (keys == NULL) goto error;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+        char label[24];
+        snprintf(label, sizeof label, "%08llx",
+                 PyLong_AsUnsignedLongLong(PyList_GET_ITEM(keys, i)));
+        PyObject *u = PyUnicode_FromString(label);
+        if (u == NULL || PySet_Add(out, u) < 0) {
+            Py_XDECREF(u);
+            Py_DECREF(keys);
+            goto error;
+        }
+        Py_DECREF(u);
+    }
+    Py_DECREF(keys);
+    return out;
+error:
+    Py_XDECREF(out);
+    return NULL;
+}
+
+/* view(kind, st, start, end, b, lo, hi, active_minutes) -> View: make_view's result, the
+ * same values computed in the same order (IEEE doubles: the same bits) */
+static PyObject *hot_view(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "view(kind, st, start, end, b, lo, hi, active_minutes)");
+        return NULL;
+    }
+    if (view_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_hot.view_type(View) first");
+        return NULL;
+    }
+    PyObject *st = args[1], *lo = args[5];
+    double start = PyFloat_AsDouble(args[2]), end = PyFloat_AsDouble(args[3]);
+    double active = PyFloat_AsDouble(args[7]);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *seen = NULL, *scan = NULL, *fps = NULL, *values = NULL, *counts = NULL;
+    PyObject *view = NULL, *result = NULL;
+    Py_buffer bv;
+    double *b;
+    if (dbuf(args[4], &bv, &b) < 0) return NULL;
+    double n = b[REQ], minutes = (end - start) / 60.0, fpd = b[FPD], gaps = b[GAPS], cv;
+    if (n == 0 || minutes == 0) {
+        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+        goto done;
+    }
+    if ((seen = PyObject_GetAttr(st, a_seen)) == NULL) goto done;
+    PyObject *sargs[3] = {seen, lo, args[6]};
+    if ((scan = hot_scan_seen(NULL, sargs, 3)) == NULL) goto done;
+    PyObject *distinct = PyTuple_GET_ITEM(scan, 0);
+    if ((fps = repeated_labels(st, b, lo)) == NULL) goto done;
+    if (gaps >= 2) {
+        double mean = b[GSUM] / gaps, var = b[GSQ] / gaps - mean * mean;
+        var = var > 0.0 ? var : 0.0; /* max(0.0, var) */
+        cv = mean > 0 ? sqrt(var) / mean : 0.0;
+    } else {
+        cv = 1.0;
+    }
+    double dv[NVALUES] = {
+        n / minutes,
+        b[PT] / minutes,
+        b[CT] / minutes,
+        b[CT] / n,
+        b[CT] / (b[PT] + 1.0),
+        0, 0, 0, 0, 0, 0, /* the distinct counts, below */
+        b[RISKY] / n,
+        b[ERR] / n,
+        b[THR] / n,
+        fpd != 0.0 ? b[REP] / fpd : 0.0,
+        b[NNET] / n,
+        b[NAGENT] / n,
+        b[NEWM] / n,
+        cv,
+        active,
+    };
+    static const int dims[6] = {D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_MODEL};
+    for (int j = 0; j < 6; j++) {
+        dv[5 + j] = PyLong_AsDouble(PyList_GET_ITEM(distinct, dims[j]));
+        if (dv[5 + j] == -1.0 && PyErr_Occurred()) goto done;
+    }
+    if ((values = _PyDict_NewPresized(NVALUES)) == NULL) goto done;
+    for (int j = 0; j < NVALUES; j++) {
+        PyObject *x = PyFloat_FromDouble(dv[j]);
+        if (x == NULL || PyDict_SetItem(values, value_keys[j], x) < 0) {
+            Py_XDECREF(x);
+            goto done;
+        }
+        Py_DECREF(x);
+    }
+    if ((counts = _PyDict_NewPresized(NCOUNTS)) == NULL) goto done;
+    PyObject *cv_[NCOUNTS] = {
+        PyLong_FromDouble(n), PyLong_FromDouble(b[PT]), PyLong_FromDouble(b[CT]),
+        PyLong_FromDouble(fpd), Py_XNewRef(PyList_GET_ITEM(distinct, D_KEY)),
+        Py_XNewRef(PyList_GET_ITEM(distinct, D_IP)),
+        Py_XNewRef(PyList_GET_ITEM(distinct, D_NET)), PyLong_FromDouble(b[RISKY])};
+    int bad = 0;
+    for (int j = 0; j < NCOUNTS; j++) {
+        if (!bad && (cv_[j] == NULL || PyDict_SetItem(counts, count_keys[j], cv_[j]) < 0))
+            bad = 1;
+        Py_XDECREF(cv_[j]);
+    }
+    if (bad) goto done;
+    view = PyBaseObject_Type.tp_new((PyTypeObject *)view_type, empty_args, NULL);
+    if (view == NULL) goto done;
+    PyObject *account = PyObject_GetAttr(st, field_keys[F_ACCOUNT]);
+    if (account == NULL) goto done;
+    PyObject *first = PyFloat_FromDouble(b[FIRST]), *last = PyFloat_FromDouble(b[LAST]);
+    PyObject *fields[NFIELDS] = {args[0],
+                                 account,
+                                 args[2],
+                                 args[3],
+                                 first,
+                                 last,
+                                 values,
+                                 counts,
+                                 PyTuple_GET_ITEM(scan, 1),
+                                 PyTuple_GET_ITEM(scan, 2),
+                                 PyTuple_GET_ITEM(scan, 3),
+                                 fps,
+                                 st};
+    bad = first == NULL || last == NULL;
+    for (int j = 0; j < NFIELDS && !bad; j++)
+        bad = PyObject_SetAttr(view, field_keys[j], fields[j]) < 0;
+    Py_DECREF(account);
+    Py_XDECREF(first);
+    Py_XDECREF(last);
+    if (bad) goto done;
+    result = Py_NewRef(view);
+done:
+    PyBuffer_Release(&bv);
+    Py_XDECREF(seen);
+    Py_XDECREF(scan);
+    Py_XDECREF(fps);
+    Py_XDECREF(values);
+    Py_XDECREF(counts);
+    Py_XDECREF(view);
+    return result;
 }
 
 /* ---- close(): WindowStore._close for every account of one closing bucket ---- */
@@ -2018,6 +2193,17 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return Py_BuildValue("(nl)", i, r);
 }
 
+/* view_type(View): the class view() makes (windows.View, which registers itself) */
+static PyObject *hot_view_type(PyObject *self, PyObject *cls) {
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "view_type(cls: type)");
+        return NULL;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(view_type, cls);
+    Py_RETURN_NONE;
+}
+
 static PyObject *hot_configure(PyObject *self, PyObject *args, PyObject *kw) {
     static char *names[] = {"loads", "normalize_ip", "seconds", "risky_kinds", "empty_bucket",
                             "account_state", "max_event_bytes", NULL};
@@ -2051,6 +2237,9 @@ static PyMethodDef methods[] = {
     {"feed", (PyCFunction)(void (*)(void))hot_feed, METH_FASTCALL,
      "feed(stores, network, records, start, max_skew, fed) -> (i, r): event() over replay "
      "records until an answer is not 0 (see Flow.process_records)."},
+    {"view", (PyCFunction)(void (*)(void))hot_view, METH_FASTCALL,
+     "view(kind, st, start, end, b, lo, hi, active_minutes) -> View (windows.make_view)."},
+    {"view_type", hot_view_type, METH_O, "view_type(View): the class view() makes."},
     {"records", (PyCFunction)(void (*)(void))hot_records, METH_FASTCALL,
      "records(data, end, partitions, line) -> ([(partition, line, key, raw, 0)], "
      "next line): replay.file_records' records of the lines of data[:end]."},
@@ -2097,6 +2286,13 @@ PyMODINIT_FUNC PyInit__hot(void) {
     for (int i = 0; i < NREQ; i++)
         if ((req_keys[i] = PyUnicode_InternFromString(key_names[i])) == NULL) return NULL;
     for (int i = 0; i < NKEYS; i++) key_lens[i] = (Py_ssize_t)strlen(key_names[i]);
+    for (int i = 0; i < NVALUES; i++)
+        if ((value_keys[i] = PyUnicode_InternFromString(value_names[i])) == NULL) return NULL;
+    for (int i = 0; i < NCOUNTS; i++)
+        if ((count_keys[i] = PyUnicode_InternFromString(count_names[i])) == NULL) return NULL;
+    for (int i = 0; i < NFIELDS; i++)
+        if ((field_keys[i] = PyUnicode_InternFromString(field_names[i])) == NULL) return NULL;
+    if ((empty_args = PyTuple_New(0)) == NULL) return NULL;
     INTERN(k_org, "org_id");
     INTERN(k_fp, "prompt_fingerprint");
     INTERN(k_rq, "request_bytes");

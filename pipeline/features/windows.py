@@ -211,6 +211,10 @@ class View:
     state: AccountState | None = None
 
 
+if _hot is not None:
+    _hot.view_type(View)  # what _hot.view makes
+
+
 def make_view(
     kind: str,
     st: AccountState,
@@ -220,16 +224,14 @@ def make_view(
     lo: int,
     hi: int,
     active_minutes: float,
-    ops: type[_Tables] | None = None,
 ) -> View:
     """Feature values of the counters ``b`` over ``[start, end)``; distinct values are
-    those of ``st.seen`` seen in buckets ``lo + 1 .. hi``. ``ops``: the table operations
-    (default: the Python reference, :class:`_Tables`)."""
-    ops = ops or _Tables
-    distinct, nets, agents, ips = ops.scan_seen(st.seen, lo, hi)
+    those of ``st.seen`` seen in buckets ``lo + 1 .. hi``. The Python reference of
+    ``_hot.view``, which a native store uses (tests/unit/test_windows.py compares them)."""
+    distinct, nets, agents, ips = _Tables.scan_seen(st.seen, lo, hi)
     fps: set[str] = set()
     if b[REP] and st.fps is not None:
-        fps = {fp_label(key) for key in ops.repeated_fps(st.fps, lo)}
+        fps = {fp_label(key) for key in _Tables.repeated_fps(st.fps, lo)}
     n = b[REQ]
     minutes = (end - start) / 60.0
     fpd = b[FPD]
@@ -507,10 +509,10 @@ class WindowStore:
         start = float(end - self.view_buckets * self.bucket_seconds)
         end = float(end)
         horizon = index - self.view_buckets
-        ops = self._ops()
-        return [
-            make_view(SHORT, st, start, end, roll, horizon, index, n, ops) for st, roll, n in closed
-        ]
+        if self.native and _hot is not None:
+            view = _hot.view
+            return [view(SHORT, st, start, end, roll, horizon, index, n) for st, roll, n in closed]
+        return [make_view(SHORT, st, start, end, roll, horizon, index, n) for st, roll, n in closed]
 
     def _close(self, st: AccountState, index: int) -> tuple[AccountState, array, int] | None:
         """Close the account's bucket ``index``: fold it into the hour and the short view's
@@ -603,8 +605,8 @@ class WindowStore:
             st.hours_mask = mask | (1 << (hour_no % 24))
             st.mask_hour = hour_no
             if h is not None and h[REQ] >= self.min_long:
-                view = make_view(
-                    LONG, st, float(start), float(end), h, index - hb, index, h[IDX], ops
+                view = (make_view if ops is _Tables else _hot.view)(
+                    LONG, st, float(start), float(end), h, index - hb, index, h[IDX]
                 )
                 view.values["active_hours_24h"] = float(st.hours_mask.bit_count())
                 views.append(view)

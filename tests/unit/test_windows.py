@@ -134,3 +134,64 @@ def test_each_account_gets_its_view_every_five_minutes_at_a_minute_of_its_own() 
     counts = [len(per_minute[i]) for i in full]
     assert all(20 <= c <= 60 for c in counts), counts
     assert sorted(a for i in full for a in per_minute[i]) == sorted(names)
+
+
+_count = st.integers(0, 400).map(float)
+_gap = st.floats(min_value=0.0, max_value=1e7, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.integers(1, 9), st.integers(0, 12)), max_size=40),
+    st.lists(st.tuples(st.integers(1, 50), st.integers(0, 12), st.booleans()), max_size=20),
+    st.fixed_dictionaries(
+        {
+            "counters": st.lists(_count, min_size=12, max_size=12),
+            "gaps": st.sampled_from([0.0, 1.0, 2.0, 7.0]),
+            "gsum": _gap,
+            "gsq": _gap,
+            "first": st.floats(min_value=0.0, max_value=2e9, allow_nan=False),
+            "minutes": st.sampled_from([1, 5, 60]),
+            "lo": st.integers(-2, 10),
+        }
+    ),
+)
+def test_views_in_c_are_make_views(seen: list, fps: list, b: dict) -> None:
+    """``_hot.view`` (what a native store builds) against make_view, its Python reference:
+    every field, floats to the bit, dict order included."""
+    from array import array
+
+    from pipeline import _hot
+    from pipeline.features import windows as w
+    from pipeline.features.table import packed, packed_set, pair_set, pairs
+
+    state = w.AccountState("acct-v")
+    table = pairs()
+    for dim, value, last in seen:  # a value of dimension ``dim`` last seen in bucket ``last``
+        table = pair_set(table, w.seen_key(dim, f"v{value}"), w._stamp(None, last, dim))
+    state.seen = table
+    if fps:
+        t = packed()
+        for key, last, repeated in fps:
+            t = packed_set(t, key, last << 1 | repeated)
+        state.fps = t
+    counters = array("d", [0.0] * w.K)
+    slots = [w.REQ, w.PT, w.CT, w.ERR, w.THR, w.RISKY, w.FPD, w.REP, w.NNET, w.NAGENT, w.NEWM]
+    for slot, value in zip(slots, b["counters"], strict=False):
+        counters[slot] = value
+    counters[w.REQ] += 1.0  # views have requests
+    counters[w.GAPS], counters[w.GSUM], counters[w.GSQ] = b["gaps"], b["gsum"], b["gsq"]
+    counters[w.FIRST], counters[w.LAST] = b["first"], b["first"] + 59.5
+    end = 600.0 + 60.0 * b["minutes"]
+    args = (SHORT, state, 600.0, end, counters, b["lo"], 12, b["minutes"])
+    py, c = w.make_view(*args), _hot.view(*args)
+
+    def fields(v: w.View) -> list:
+        return [
+            (name, repr(getattr(v, name)) if name != "state" else id(v.state))
+            for name in w.View.__dataclass_fields__
+        ]
+
+    assert type(c) is w.View
+    assert fields(c) == fields(py)
+    assert list(c.values.items()) == list(py.values.items())  # same order
