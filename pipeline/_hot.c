@@ -1279,12 +1279,26 @@ static PyObject *hot_records(PyObject *self, PyObject *const *args, Py_ssize_t n
                     break;
                 }
             }
-            PyObject *key = k0 ? PyBytes_FromStringAndSize(k0, k1 - k0) : Py_NewRef(Py_None);
             long pt = k0 && k1 > k0 ? (long)((murmur2((const uint8_t *)k0, (size_t)(k1 - k0)) &
                                               0x7FFFFFFF) % (uint32_t)parts)
                                     : 0;
-            PyObject *rec = key ? Py_BuildValue("(lLNy#i)", pt, line, key, p, (Py_ssize_t)(q - p), 0)
-                                : NULL;
+            /* (partition, line, key, raw, 0), built directly: a format string parsed per
+             * line cost a tenth of the file's reading */
+            PyObject *rec = PyTuple_New(5);
+            if (rec != NULL) {
+                PyTuple_SET_ITEM(rec, 0, PyLong_FromLong(pt));
+                PyTuple_SET_ITEM(rec, 1, PyLong_FromLongLong(line));
+                PyTuple_SET_ITEM(rec, 2, k0 ? PyBytes_FromStringAndSize(k0, k1 - k0)
+                                            : Py_NewRef(Py_None));
+                PyTuple_SET_ITEM(rec, 3, PyBytes_FromStringAndSize(p, q - p));
+                PyTuple_SET_ITEM(rec, 4, PyLong_FromLong(0));
+                for (int j = 0; j < 5; j++) {
+                    if (PyTuple_GET_ITEM(rec, j) == NULL) {
+                        Py_CLEAR(rec); /* (a tuple's NULL items are skipped on dealloc) */
+                        break;
+                    }
+                }
+            }
             if (rec == NULL || PyList_Append(out, rec) < 0) {
                 Py_XDECREF(rec);
                 Py_DECREF(out);
