@@ -2207,6 +2207,77 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return Py_BuildValue("(nl)", i, r);
 }
 
+/* ---- clone(): population._clone, the reference, in C ---- */
+
+static int is_name(PyObject *key, const char *name) {
+    return PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, name) == 0;
+}
+
+/* a copy of river padded-tree ``node`` and its subtree with zero masses, appended to
+ * ``nodes`` in depth-first order, exactly as _clone makes it: a branch's attributes set one
+ * by one in its own order (as river's __init__ does, so instances share their keys), a
+ * leaf's by one update of its dict with dict(d, l_mass=0, r_mass=0) (as river's
+ * Leaf.__init__ does: the same dict sizes too) */
+static PyObject *clone_node(PyObject *node, PyObject *nodes, PyObject *zero) {
+    if (Py_EnterRecursiveCall(" in _hot.clone")) return NULL;
+    PyObject *d = NULL, *copy = NULL, *dd = NULL, *tmp = NULL, *result = NULL;
+    if ((d = PyObject_GenericGetDict(node, NULL)) == NULL) goto done;
+    if ((copy = PyBaseObject_Type.tp_new(Py_TYPE(node), empty_args, NULL)) == NULL) goto done;
+    if (PyList_Append(nodes, copy) < 0) goto done;
+    if (PyDict_GetItemString(d, "children") == NULL) { /* a leaf */
+        if ((tmp = PyDict_Copy(d)) == NULL || PyDict_SetItemString(tmp, "l_mass", zero) < 0 ||
+            PyDict_SetItemString(tmp, "r_mass", zero) < 0 ||
+            (dd = PyObject_GenericGetDict(copy, NULL)) == NULL || PyDict_Update(dd, tmp) < 0)
+            goto done;
+        result = Py_NewRef(copy);
+        goto done;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(d, &pos, &key, &value)) {
+        PyObject *v;
+        if (is_name(key, "children") && PyTuple_Check(value)) {
+            Py_ssize_t n = PyTuple_GET_SIZE(value);
+            if ((v = PyTuple_New(n)) == NULL) goto done;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *c = clone_node(PyTuple_GET_ITEM(value, i), nodes, zero);
+                if (c == NULL) {
+                    Py_DECREF(v);
+                    goto done;
+                }
+                PyTuple_SET_ITEM(v, i, c);
+            }
+        } else if (is_name(key, "l_mass") || is_name(key, "r_mass")) {
+            v = Py_NewRef(zero);
+        } else {
+            v = Py_NewRef(value);
+        }
+        int rc = PyObject_SetAttr(copy, key, v);
+        Py_DECREF(v);
+        if (rc < 0) goto done;
+    }
+    result = Py_NewRef(copy);
+done:
+    Py_XDECREF(d);
+    Py_XDECREF(dd);
+    Py_XDECREF(tmp);
+    Py_XDECREF(copy);
+    Py_LeaveRecursiveCall();
+    return result;
+}
+
+static PyObject *hot_clone(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "clone(node, nodes: list)");
+        return NULL;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL) return NULL;
+    PyObject *out = clone_node(args[0], args[1], zero);
+    Py_DECREF(zero);
+    return out;
+}
+
 /* view_type(View): the class view() makes (windows.View, which registers itself) */
 static PyObject *hot_view_type(PyObject *self, PyObject *cls) {
     if (!PyType_Check(cls)) {
@@ -2253,6 +2324,8 @@ static PyMethodDef methods[] = {
      "records until an answer is not 0 (see Flow.process_records)."},
     {"view", (PyCFunction)(void (*)(void))hot_view, METH_FASTCALL,
      "view(kind, st, start, end, b, lo, hi, active_minutes) -> View (windows.make_view)."},
+    {"clone", (PyCFunction)(void (*)(void))hot_clone, METH_FASTCALL,
+     "clone(node, nodes) -> copy: a river padded tree with zero masses (population._clone)."},
     {"view_type", hot_view_type, METH_O, "view_type(View): the class view() makes."},
     {"records", (PyCFunction)(void (*)(void))hot_records, METH_FASTCALL,
      "records(data, end, partitions, line) -> ([(partition, line, key, raw, 0)], "

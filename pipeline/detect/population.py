@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 from river import anomaly
 
+try:
+    from pipeline import _hot
+except ImportError:  # installed without a C compiler: _clone copies the trees
+    _hot = None
+
 #: Features whose increase is risky: volume first (a window is only ever flagged when a
 #: VOLUME feature is itself unusual), then shape and breadth.
 VOLUME = ("requests_per_min", "completion_tokens_per_min")
@@ -221,9 +226,10 @@ def _fresh_hst(n_trees: int, height: int, window_size: int, seed: int) -> anomal
         template.learn_one({f: lo for f, (lo, _) in ANOMALY_LIMITS.items()})  # builds the trees
     hst = new()
     hst.trees, hst._tree_nodes = [], []
+    clone = _clone if _hot is None else _hot.clone  # the same copy, in C: twice as fast
     for tree in template.trees:
         nodes: list = []
-        hst.trees.append(_clone(tree, nodes))
+        hst.trees.append(clone(tree, nodes))
         hst._tree_nodes.append(nodes)
     hst.rng.setstate(template.rng.getstate())
     return hst

@@ -59,6 +59,27 @@ def test_a_copied_cohort_model_is_the_model_river_builds() -> None:
     assert pickle.dumps(copied) == pickle.dumps(built)
 
 
+def test_trees_are_copied_in_c_as_in_python() -> None:
+    """``_hot.clone`` (what _fresh_hst uses when built) against ``_clone``, its reference:
+    the same trees and the same depth-first node lists, attribute order included."""
+    import pickle
+
+    from pipeline import _hot
+    from pipeline.detect.population import _TEMPLATES, _clone, _fresh_hst
+
+    _fresh_hst(3, 4, 30, 9)
+    template = _TEMPLATES[(3, 4, 30, 9)]
+    for tree in template.trees:
+        tree.l_mass, tree.r_mass = 5, 7  # masses in the template: the copies zero them
+        c_nodes: list = []
+        py_nodes: list = []
+        c, py = _hot.clone(tree, c_nodes), _clone(tree, py_nodes)
+        assert pickle.dumps((c, c_nodes)) == pickle.dumps((py, py_nodes))
+        assert len(c_nodes) == 2**5 - 1 and c_nodes[0] is c
+        assert c.l_mass == c.r_mass == 0 and c.feature == tree.feature
+        assert [list(vars(n)) for n in c_nodes] == [list(vars(n)) for n in py_nodes]
+
+
 def test_a_copied_cohort_model_holds_no_more_memory_than_rivers() -> None:
     """Copies keep river's dict layout (branches set attribute by attribute, leaves by one
     dict update): within a tenth of river's own model; plain instance dicts made them about
