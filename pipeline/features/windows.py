@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b as _blake2b
 from operator import add
@@ -501,6 +502,10 @@ class WindowStore:
     def _ops(self) -> type[_Tables]:
         return _hot if self.native and _hot is not None else _Tables  # type: ignore[return-value]
 
+    def _view_maker(self) -> Callable[..., View]:
+        """make_view, or ``_hot.view`` (its C twin) when the store is native."""
+        return make_view if self._ops() is _Tables else _hot.view
+
     def _short_views(self, closed: list[tuple[AccountState, array, int]], index: int) -> list[View]:
         """The short views of accounts whose bucket ``index`` closed: ``closed`` holds, per
         account due a view, its rolled-up counters and how many buckets they cover (from
@@ -509,10 +514,8 @@ class WindowStore:
         start = float(end - self.view_buckets * self.bucket_seconds)
         end = float(end)
         horizon = index - self.view_buckets
-        if self.native and _hot is not None:
-            view = _hot.view
-            return [view(SHORT, st, start, end, roll, horizon, index, n) for st, roll, n in closed]
-        return [make_view(SHORT, st, start, end, roll, horizon, index, n) for st, roll, n in closed]
+        view = self._view_maker()
+        return [view(SHORT, st, start, end, roll, horizon, index, n) for st, roll, n in closed]
 
     def _close(self, st: AccountState, index: int) -> tuple[AccountState, array, int] | None:
         """Close the account's bucket ``index``: fold it into the hour and the short view's
@@ -591,7 +594,7 @@ class WindowStore:
         start = end - hb * self.bucket_seconds
         hour_no = (end - 1) // 3600
         views = []
-        ops = self._ops()
+        ops, make = self._ops(), self._view_maker()
         in_hour, self._in_hour = self._in_hour, []
         for st in sorted(in_hour, key=_by_id):
             h = st.hour
@@ -605,9 +608,7 @@ class WindowStore:
             st.hours_mask = mask | (1 << (hour_no % 24))
             st.mask_hour = hour_no
             if h is not None and h[REQ] >= self.min_long:
-                view = (make_view if ops is _Tables else _hot.view)(
-                    LONG, st, float(start), float(end), h, index - hb, index, h[IDX]
-                )
+                view = make(LONG, st, float(start), float(end), h, index - hb, index, h[IDX])
                 view.values["active_hours_24h"] = float(st.hours_mask.bit_count())
                 views.append(view)
             if (fresh := ops.prune_seen(st.seen, index - hb)) is not None:
