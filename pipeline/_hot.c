@@ -71,8 +71,6 @@ static Py_ssize_t max_event_bytes = 65536;
 
 enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R_PT, R_CT,
        R_STATUS, R_LAT, NREQ };
-static PyObject *req_keys[NREQ];
-static PyObject *k_org, *k_fp, *k_rq, *k_rs;
 /* attribute names */
 static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_cur, *a_open, *a_seen,
@@ -1236,6 +1234,11 @@ static uint32_t murmur2(const uint8_t *data, size_t len) {
     return h;
 }
 
+/* the partition Kafka's default partitioner picks for a key: murmur2, sign bit cleared */
+static inline long kafka_partition(const char *key, size_t n, uint32_t partitions) {
+    return (long)((murmur2((const uint8_t *)key, n) & 0x7FFFFFFFU) % partitions);
+}
+
 /* records(data, end, partitions, line) -> (records, line): the lines of
  * data[:end] (newline-terminated, the last one perhaps not) as replay.file_records
  * makes them, one (partition, line number, key, raw, 0) per non-empty line: raw is the line
@@ -1279,11 +1282,9 @@ static PyObject *hot_records(PyObject *self, PyObject *const *args, Py_ssize_t n
                     break;
                 }
             }
-            long pt = k0 && k1 > k0 ? (long)((murmur2((const uint8_t *)k0, (size_t)(k1 - k0)) &
-                                              0x7FFFFFFF) % (uint32_t)parts)
-                                    : 0;
-            /* (partition, line, key, raw, 0), built directly: a format string parsed per
-             * line cost a tenth of the file's reading */
+            long pt = k0 && k1 > k0 ? kafka_partition(k0, (size_t)(k1 - k0), (uint32_t)parts) : 0;
+            /* (partition, line, key, raw, 0), built directly: Py_BuildValue's format string,
+             * parsed per line, was 8 % of reading a file into records */
             PyObject *rec = PyTuple_New(5);
             if (rec != NULL) {
                 PyTuple_SET_ITEM(rec, 0, PyLong_FromLong(pt));
@@ -1323,9 +1324,8 @@ static PyObject *hot_partition(PyObject *self, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "partitions must be positive");
         return NULL;
     }
-    uint32_t h = murmur2((const uint8_t *)PyBytes_AS_STRING(args[0]),
-                         (size_t)PyBytes_GET_SIZE(args[0]));
-    return PyLong_FromLong((long)((h & 0x7FFFFFFFU) % (uint32_t)n));
+    return PyLong_FromLong(
+        kafka_partition(PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0]), (uint32_t)n));
 }
 
 /* ---- event() ---- */
@@ -1349,6 +1349,7 @@ static const char *key_names[NKEYS] = {
     "prompt_tokens", "completion_tokens", "status", "latency_ms", "org_id",
     "prompt_fingerprint", "request_bytes", "response_bytes"};
 static Py_ssize_t key_lens[NKEYS];
+static PyObject *json_keys[NKEYS]; /* key_names, interned: orjson documents' keys */
 
 static inline const char *skip_ws(const char *p, const char *end) {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
@@ -1539,7 +1540,7 @@ static int decode(PyObject *raw, PyObject **doc, Fields *e) {
     PyObject *f[NREQ];
     if (!PyDict_CheckExact(d)) goto no;
     for (int i = 0; i < NREQ; i++) {
-        f[i] = PyDict_GetItemWithError(d, req_keys[i]);
+        f[i] = PyDict_GetItemWithError(d, json_keys[i]);
         if (f[i] == NULL) {
             PyErr_Clear();
             goto no;
@@ -1567,10 +1568,10 @@ static int decode(PyObject *raw, PyObject **doc, Fields *e) {
     }
     PyObject *fp = NULL;
     if (PyDict_GET_SIZE(d) != 12) {
-        PyObject *org = PyDict_GetItemWithError(d, k_org);
-        fp = PyDict_GetItemWithError(d, k_fp);
-        PyObject *rq = PyDict_GetItemWithError(d, k_rq);
-        PyObject *rs = PyDict_GetItemWithError(d, k_rs);
+        PyObject *org = PyDict_GetItemWithError(d, json_keys[O_ORG]);
+        fp = PyDict_GetItemWithError(d, json_keys[O_FP]);
+        PyObject *rq = PyDict_GetItemWithError(d, json_keys[O_RQ]);
+        PyObject *rs = PyDict_GetItemWithError(d, json_keys[O_RS]);
         if (PyErr_Occurred()) {
             PyErr_Clear();
             goto no;
@@ -2370,9 +2371,10 @@ PyMODINIT_FUNC PyInit__hot(void) {
     array_type = PyObject_GetAttrString(array_mod, "array");
     Py_DECREF(array_mod);
     if (array_type == NULL) return NULL;
-    for (int i = 0; i < NREQ; i++)
-        if ((req_keys[i] = PyUnicode_InternFromString(key_names[i])) == NULL) return NULL;
-    for (int i = 0; i < NKEYS; i++) key_lens[i] = (Py_ssize_t)strlen(key_names[i]);
+    for (int i = 0; i < NKEYS; i++) {
+        if ((json_keys[i] = PyUnicode_InternFromString(key_names[i])) == NULL) return NULL;
+        key_lens[i] = (Py_ssize_t)strlen(key_names[i]);
+    }
     for (int i = 0; i < NVALUES; i++)
         if ((value_keys[i] = PyUnicode_InternFromString(value_names[i])) == NULL) return NULL;
     for (int i = 0; i < NCOUNTS; i++)
@@ -2380,10 +2382,6 @@ PyMODINIT_FUNC PyInit__hot(void) {
     for (int i = 0; i < NFIELDS; i++)
         if ((field_keys[i] = PyUnicode_InternFromString(field_names[i])) == NULL) return NULL;
     if ((empty_args = PyTuple_New(0)) == NULL) return NULL;
-    INTERN(k_org, "org_id");
-    INTERN(k_fp, "prompt_fingerprint");
-    INTERN(k_rq, "request_bytes");
-    INTERN(k_rs, "response_bytes");
     INTERN(a_accounts, "accounts");
     INTERN(a_active, "_active");
     INTERN(a_max_ts, "max_ts");

@@ -363,15 +363,14 @@ def run(
     result, alerts)``, if given, sees every record (used to count tokens before alerts)."""
     result = ReplayResult(flow=flow)
     t = time.perf_counter()
-    process = flow.process
     for batch in batches:
         if observe is None:  # the common case: runs of ordinary records stay in C
             for out in flow.process_records(batch, topic):
                 result.alerts.extend(out.alerts)
                 result.dead_letters.extend(out.dead_letters)
-        else:
+        else:  # the observer sees every record, so each comes back to Python
             for p, offset, key, value, _ts in batch:
-                out = process(key, value, p, offset, topic)
+                out = flow.process(key, value, p, offset, topic)
                 observe(key, value, result, out.alerts)
                 if out is not NOTHING:  # most records produce nothing (no __bool__ call)
                     result.alerts.extend(out.alerts)
