@@ -65,17 +65,17 @@ enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 #define PACK_KEY_MAX ((1ULL << (64 - PACK_BITS)) - 1)
 
 /* ---- configuration (set once by pipeline.features.windows) ---- */
-static PyObject *orjson_loads, *normalize_ip, *seconds_cache, *risky_kinds, *empty_bucket,
-    *account_state_type, *array_type, *view_type, *empty_args;
+static PyObject *orjson_loads, *normalize_ip, *seconds_cache, *risky_kinds,
+    *account_state_type, *array_type, *view_type, *empty_args, *zero_word, *zero_double;
 static Py_ssize_t max_event_bytes = 65536;
 
 enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R_PT, R_CT,
        R_STATUS, R_LAT, NREQ };
 /* attribute names */
 static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
-    *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_cur, *a_open, *a_seen,
+    *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_buckets, *a_seen,
     *a_last_ts, *a_fps, *a_ids, *a_ids_at, *a_cache, *a_overrides, *a_lookup, *a_kind,
-    *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_ring, *a_hour, *a_phase, *a_stats_short,
+    *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_hour, *a_phase, *a_stats_short,
     *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour, *a_active_flag;
 
 /* ---- BLAKE2b with an 8-byte digest (hashlib.blake2b(data, digest_size=8)) ---- */
@@ -283,14 +283,9 @@ static void table_close(Table *tb) {
 
 /* a new table (array('Q')) of ``cap`` slots holding ``words`` (slot contents in slot
  * order, two words per pair slot) re-inserted: table.pair_rebuild / packed_rebuild */
-/* array('Q') of ``words`` zeros */
+/* array('Q') of ``words`` zeros, allocated exactly (table._ZERO) */
 static PyObject *zero_array(uint64_t words) {
-    PyObject *zeros = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(words * 8));
-    if (zeros == NULL) return NULL;
-    memset(PyBytes_AS_STRING(zeros), 0, words * 8);
-    PyObject *arr = PyObject_CallFunction(array_type, "sO", "Q", zeros);
-    Py_DECREF(zeros);
-    return arr;
+    return PySequence_Repeat(zero_word, (Py_ssize_t)words);
 }
 
 static PyObject *make_table(uint64_t cap, const uint64_t *words, uint64_t nwords, int pairs) {
@@ -560,15 +555,6 @@ static int array_contains_q(PyObject *arr, int64_t h, int *found, long long *len
     for (Py_ssize_t i = 0; i < n; i++)
         if (q[i] == h) *found = 1;
     *len = n;
-    PyBuffer_Release(&view);
-    return 0;
-}
-
-/* a bucket's index (its first counter) */
-static int bucket_index(PyObject *arr, double *out) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arr, &view, PyBUF_SIMPLE) < 0) return -1;
-    *out = ((double *)view.buf)[IDX];
     PyBuffer_Release(&view);
     return 0;
 }
@@ -909,6 +895,68 @@ done:
     return result;
 }
 
+/* ---- an account's buckets: one array('d'), K counters per bucket, in index order ---- */
+
+/* the account's buckets opened for writing: *b their counters, *n how many doubles */
+static int buckets_open(PyObject *arr, Py_buffer *v, double **b, Py_ssize_t *n) {
+    if (PyObject_GetBuffer(arr, v, PyBUF_WRITABLE) < 0) return -1;
+    if (v->itemsize != sizeof(double) || v->len % (Py_ssize_t)(K * sizeof(double))) {
+        PyBuffer_Release(v);
+        PyErr_SetString(PyExc_ValueError, "not buckets (array('d') of K counters each)");
+        return -1;
+    }
+    *b = (double *)v->buf;
+    *n = v->len / (Py_ssize_t)sizeof(double);
+    return 0;
+}
+
+/* 1 and the offset of open bucket ``index``, or 0 and where it goes (open buckets are the
+ * last ones, in index order; every closed one is below ``index``) */
+static int open_bucket(const double *b, Py_ssize_t n, double index, Py_ssize_t *at) {
+    Py_ssize_t i = n;
+    while (i && b[i - K + IDX] > index) i -= K;
+    if (i && b[i - K + IDX] == index) {
+        *at = i - K;
+        return 1;
+    }
+    *at = i;
+    return 0;
+}
+
+/* the offset where the buckets of index ``through`` or below end (windows._ring_end) */
+static Py_ssize_t ring_end(const double *b, Py_ssize_t n, double through) {
+    Py_ssize_t i = 0;
+    while (i < n && b[i + IDX] <= through) i += K;
+    return i;
+}
+
+/* the account's buckets with an empty bucket of ``index`` at offset ``at``: a new array of
+ * exactly that size (an array resized in place keeps spare room), set on ``st`` */
+static PyObject *new_bucket(PyObject *st, PyObject *arr, Py_ssize_t at, long long index) {
+    Py_buffer ov, nv;
+    double *old, *nb;
+    Py_ssize_t n;
+    if (buckets_open(arr, &ov, &old, &n) < 0) return NULL;
+    PyObject *grown = PySequence_Repeat(zero_double, n + K);
+    if (grown == NULL || PyObject_GetBuffer(grown, &nv, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&ov);
+        Py_XDECREF(grown);
+        return NULL;
+    }
+    nb = (double *)nv.buf;
+    memcpy(nb, old, at * sizeof(double));
+    nb[at + FIRST] = INFINITY; /* the rest of windows._EMPTY is zeros (configure checks) */
+    nb[at + IDX] = (double)index;
+    memcpy(nb + at + K, old + at, (n - at) * sizeof(double));
+    PyBuffer_Release(&nv);
+    PyBuffer_Release(&ov);
+    if (PyObject_SetAttr(st, a_buckets, grown) < 0) {
+        Py_DECREF(grown);
+        return NULL;
+    }
+    return grown;
+}
+
 /* ---- close(): WindowStore._close for every account of one closing bucket ---- */
 
 /* a double counter buffer (array('d') of K) opened for writing */
@@ -993,43 +1041,28 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
                      PyObject *in_hour, PyObject **view) {
     *view = NULL;
     int rc = -1;
-    PyObject *open = NULL, *o = NULL, *cur = NULL, *hour = NULL, *ring = NULL, *phase = NULL;
-    PyObject *roll = NULL;
-    Py_buffer ov;
-    double *ob;
-    int have_ov = 0;
+    PyObject *buckets = NULL, *hour = NULL, *phase = NULL, *roll = NULL;
+    Py_buffer bv;
+    int have_bv = 0;
+    double *all, ob[K];
+    Py_ssize_t nd;
 
-    open = PyObject_GetAttr(st, a_open);
-    if (open == NULL) goto done;
-    if (!PyList_Check(open)) {
-        PyErr_SetString(PyExc_TypeError, "AccountState.open is not a list");
-        goto done;
-    }
-    Py_ssize_t at = -1;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(open); i++) {
-        double bi;
-        if (bucket_index(PyList_GET_ITEM(open, i), &bi) < 0) goto done;
-        if (bi == (double)index) {
-            at = i;
-            break;
-        }
-    }
-    if (at < 0) { /* every (account, bucket) is registered once, when the bucket is created */
+    /* the first open bucket is ``index``'s: closes go in index order */
+    if ((buckets = PyObject_GetAttr(st, a_buckets)) == NULL) goto done;
+    if (buckets_open(buckets, &bv, &all, &nd) < 0) goto done;
+    have_bv = 1;
+    Py_ssize_t at = ring_end(all, nd, (double)(index - 1));
+    if (at == nd || all[at + IDX] != (double)index) {
+        /* every (account, bucket) is registered once, when the bucket is created */
         PyErr_Format(PyExc_AssertionError, "no open bucket %lld for %R", index, st);
         goto done;
     }
-    o = PyList_GET_ITEM(open, at);
-    Py_INCREF(o);
-    if (PyList_SetSlice(open, at, at + 1, NULL) < 0) goto done;
-    if ((cur = PyObject_GetAttr(st, a_cur)) == NULL) goto done;
-    if (cur == o && PyObject_SetAttr(st, a_cur, Py_None) < 0) goto done;
-    if (dbuf(o, &ov, &ob) < 0) goto done;
-    have_ov = 1;
+    memcpy(ob, all + at, sizeof ob);
 
     /* the hour accumulator: minutes in IDX, counters summed, first/last kept */
     if ((hour = PyObject_GetAttr(st, a_hour)) == NULL) goto done;
     if (hour == Py_None) {
-        PyObject *h = PySequence_GetSlice(o, 0, K);
+        PyObject *h = PySequence_GetSlice(buckets, at, at + K);
         if (h == NULL) goto done;
         Py_buffer hv;
         double *hb;
@@ -1056,13 +1089,7 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
         PyBuffer_Release(&hv);
     }
 
-    /* the ring of closed buckets inside the short view, and when it expires */
-    if ((ring = PyObject_GetAttr(st, a_ring)) == NULL) goto done;
-    if (!PyList_Check(ring)) {
-        PyErr_SetString(PyExc_TypeError, "AccountState.ring is not a list");
-        goto done;
-    }
-    if (PyList_Append(ring, o) < 0) goto done;
+    /* when the short view's closed buckets expire */
     {
         PyObject *key = PyLong_FromLongLong(index + vb);
         if (key == NULL) goto done;
@@ -1085,12 +1112,17 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
         Py_DECREF(key);
         if (bad) goto done;
     }
+    /* closed buckets that fell out of the view are cut from the front */
     long long horizon = index - vb;
-    for (;;) {
-        double bi;
-        if (bucket_index(PyList_GET_ITEM(ring, 0), &bi) < 0) goto done;
-        if (bi > (double)horizon) break;
-        if (PyList_SetSlice(ring, 0, 1, NULL) < 0) goto done;
+    Py_ssize_t gone = ring_end(all, nd, (double)horizon);
+    Py_ssize_t ring = (at - gone) / K + 1; /* closed buckets in the view, ``index``'s last */
+    PyBuffer_Release(&bv);
+    have_bv = 0;
+    if (gone) { /* a new array of exactly the rest (PySequence_DelSlice keeps spare room) */
+        PyObject *rest = PySequence_GetSlice(buckets, gone, nd);
+        if (rest == NULL) goto done;
+        Py_SETREF(buckets, rest);
+        if (PyObject_SetAttr(st, a_buckets, buckets) < 0) goto done;
     }
     if (refilter(st, a_seen, 1, floor_of(horizon, S_LAST), 1, PAIRS_MIN, SEEN_CAP) < 0)
         goto done;
@@ -1108,47 +1140,39 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
             goto done;
         }
     }
-    Py_ssize_t nring = PyList_GET_SIZE(ring);
-    if (nring == 1) {
-        if (ob[REQ] < min_short) {
-            rc = 0;
-            goto done;
-        }
-        roll = o;
-        Py_INCREF(roll);
+    double sums[K] = {0}, first = 0, last = 0;
+    if (ring == 1) {
+        memcpy(sums, ob, sizeof sums);
     } else {
-        double sums[K] = {0}, first = 0, last = 0;
-        for (Py_ssize_t i = 0; i < nring; i++) {
-            Py_buffer bv;
-            double *b;
-            if (dbuf(PyList_GET_ITEM(ring, i), &bv, &b) < 0) goto done;
+        if (buckets_open(buckets, &bv, &all, &nd) < 0) goto done;
+        have_bv = 1;
+        for (Py_ssize_t i = 0; i < ring; i++) {
+            const double *b = all + i * K;
             for (int j = 0; j < K; j++) sums[j] += b[j];
             if (i == 0 || b[FIRST] < first) first = b[FIRST];
             if (i == 0 || b[LAST] > last) last = b[LAST];
-            PyBuffer_Release(&bv);
-        }
-        if (sums[REQ] < min_short) {
-            rc = 0;
-            goto done;
         }
         sums[FIRST] = first;
         sums[LAST] = last;
-        if ((roll = PySequence_GetSlice(o, 0, K)) == NULL) goto done;
+    }
+    if (sums[REQ] < min_short) {
+        rc = 0;
+        goto done;
+    }
+    if ((roll = PySequence_Repeat(zero_double, K)) == NULL) goto done;
+    {
         Py_buffer rv;
         double *rb;
         if (dbuf(roll, &rv, &rb) < 0) goto done;
         memcpy(rb, sums, sizeof sums);
         PyBuffer_Release(&rv);
     }
-    if ((*view = Py_BuildValue("OOn", st, roll, nring)) == NULL) goto done;
+    if ((*view = Py_BuildValue("OOn", st, roll, ring)) == NULL) goto done;
     rc = 0;
 done:
-    if (have_ov) PyBuffer_Release(&ov);
-    Py_XDECREF(open);
-    Py_XDECREF(o);
-    Py_XDECREF(cur);
+    if (have_bv) PyBuffer_Release(&bv);
+    Py_XDECREF(buckets);
     Py_XDECREF(hour);
-    Py_XDECREF(ring);
     Py_XDECREF(phase);
     Py_XDECREF(roll);
     return rc;
@@ -1949,72 +1973,43 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
         Py_DECREF(ln);
     }
 
-    /* the open bucket of ``index`` */
-    o = PyObject_GetAttr(st, a_cur);
-    if (o == NULL) goto error;
-    double oi = -1;
-    if (o != Py_None && bucket_index(o, &oi) < 0) goto error;
-    if (o == Py_None || oi != (double)index) {
-        Py_CLEAR(o);
-        PyObject *open = PyObject_GetAttr(st, a_open);
-        if (open == NULL) goto error;
-        Py_ssize_t n = PyList_GET_SIZE(open);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *b = PyList_GET_ITEM(open, i);
-            if (bucket_index(b, &oi) < 0) {
-                Py_DECREF(open);
-                goto error;
-            }
-            if (oi == (double)index) {
-                o = b;
-                Py_INCREF(o);
-                break;
-            }
-        }
-        if (o == NULL) {
-            o = PySequence_GetSlice(empty_bucket, 0, K); /* array('d', _EMPTY) */
-            if (o == NULL || PyList_Append(open, o) < 0) {
-                Py_DECREF(open);
-                goto error;
-            }
-            Py_buffer nb;
-            if (PyObject_GetBuffer(o, &nb, PyBUF_WRITABLE) < 0) {
-                Py_DECREF(open);
-                goto error;
-            }
-            ((double *)nb.buf)[IDX] = (double)index;
-            PyBuffer_Release(&nb);
-            PyObject *active = PyObject_GetAttr(ws, a_active);
-            PyObject *key = PyLong_FromLongLong(index);
-            int rc = -1;
-            if (active != NULL && key != NULL) {
-                PyObject *lst = PyDict_GetItemWithError(active, key);
-                if (lst != NULL) {
-                    rc = PyList_Append(lst, st);
-                } else if (!PyErr_Occurred()) {
-                    PyObject *nl = PyList_New(1);
-                    if (nl != NULL) {
-                        Py_INCREF(st);
-                        PyList_SET_ITEM(nl, 0, st);
-                        rc = PyDict_SetItem(active, key, nl);
-                        Py_DECREF(nl);
-                    }
+    /* the open bucket of ``index``: open buckets come last, in index order, and every
+     * closed one is below ``index`` (WindowStore.add) */
+    if ((o = PyObject_GetAttr(st, a_buckets)) == NULL) goto error;
+    double *all;
+    Py_ssize_t nd, bat;
+    if (buckets_open(o, &bv, &all, &nd) < 0) goto error;
+    have_bv = 1;
+    if (!open_bucket(all, nd, (double)index, &bat)) {
+        PyBuffer_Release(&bv);
+        have_bv = 0;
+        PyObject *grown = new_bucket(st, o, bat, index);
+        if (grown == NULL) goto error;
+        Py_SETREF(o, grown);
+        PyObject *active = PyObject_GetAttr(ws, a_active);
+        PyObject *key = PyLong_FromLongLong(index);
+        int rc = -1;
+        if (active != NULL && key != NULL) {
+            PyObject *lst = PyDict_GetItemWithError(active, key);
+            if (lst != NULL) {
+                rc = PyList_Append(lst, st);
+            } else if (!PyErr_Occurred()) {
+                PyObject *nl = PyList_New(1);
+                if (nl != NULL) {
+                    Py_INCREF(st);
+                    PyList_SET_ITEM(nl, 0, st);
+                    rc = PyDict_SetItem(active, key, nl);
+                    Py_DECREF(nl);
                 }
             }
-            Py_XDECREF(active);
-            Py_XDECREF(key);
-            if (rc < 0) {
-                Py_DECREF(open);
-                goto error;
-            }
         }
-        Py_DECREF(open);
-        if (PyObject_SetAttr(st, a_cur, o) < 0) goto error;
+        Py_XDECREF(active);
+        Py_XDECREF(key);
+        if (rc < 0) goto error;
+        if (buckets_open(o, &bv, &all, &nd) < 0) goto error;
+        have_bv = 1;
     }
-
-    if (PyObject_GetBuffer(o, &bv, PyBUF_WRITABLE) < 0) goto error;
-    have_bv = 1;
-    double *b = (double *)bv.buf;
+    double *b = all + bat;
     b[REQ] += 1;
     b[PT] += (double)e.pt;
     b[CT] += (double)e.ct;
@@ -2306,8 +2301,18 @@ static PyObject *hot_configure(PyObject *self, PyObject *args, PyObject *kw) {
     Py_XSETREF(seconds_cache, secs);
     Py_INCREF(risky);
     Py_XSETREF(risky_kinds, risky);
-    Py_INCREF(empty);
-    Py_XSETREF(empty_bucket, empty);
+    { /* new_bucket writes windows._EMPTY itself: check that they agree */
+        Py_buffer v;
+        if (PyObject_GetBuffer(empty, &v, PyBUF_FORMAT) < 0) return NULL;
+        int same = v.len == (Py_ssize_t)(K * sizeof(double)) && strcmp(v.format, "d") == 0;
+        for (int j = 0; same && j < K; j++)
+            same = ((double *)v.buf)[j] == (j == FIRST ? INFINITY : 0.0);
+        PyBuffer_Release(&v);
+        if (!same) {
+            PyErr_SetString(PyExc_ValueError, "empty_bucket is not _hot's empty bucket");
+            return NULL;
+        }
+    }
     Py_INCREF(acct);
     Py_XSETREF(account_state_type, acct);
     max_event_bytes = maxb;
@@ -2371,6 +2376,8 @@ PyMODINIT_FUNC PyInit__hot(void) {
     array_type = PyObject_GetAttrString(array_mod, "array");
     Py_DECREF(array_mod);
     if (array_type == NULL) return NULL;
+    if ((zero_word = PyObject_CallFunction(array_type, "s[i]", "Q", 0)) == NULL) return NULL;
+    if ((zero_double = PyObject_CallFunction(array_type, "s[d]", "d", 0.0)) == NULL) return NULL;
     for (int i = 0; i < NKEYS; i++) {
         if ((json_keys[i] = PyUnicode_InternFromString(key_names[i])) == NULL) return NULL;
         key_lens[i] = (Py_ssize_t)strlen(key_names[i]);
@@ -2392,8 +2399,7 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_bucket_seconds, "bucket_seconds");
     INTERN(a_view_buckets, "view_buckets");
     INTERN(a_grace, "grace");
-    INTERN(a_cur, "cur");
-    INTERN(a_open, "open");
+    INTERN(a_buckets, "buckets");
     INTERN(a_seen, "seen");
     INTERN(a_last_ts, "last_ts");
     INTERN(a_fps, "fps");
@@ -2407,7 +2413,6 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_asn, "asn");
     INTERN(a_country, "country");
     INTERN(a_hot_memo, "hot_memo");
-    INTERN(a_ring, "ring");
     INTERN(a_hour, "hour");
     INTERN(a_phase, "phase");
     INTERN(a_stats_short, "stats_short");

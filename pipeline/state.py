@@ -44,8 +44,10 @@ from pipeline.subscribe import read_range
 log = logging.getLogger("xwatch.state")
 
 CHUNK = 512 * 1024
-VERSION = 3  # 2: distinct values and fingerprints in integer tables (features.table);
-# 3: each account's view phase (features.windows.view_phase)
+VERSION = 4  # 2: distinct values and fingerprints in integer tables (features.table);
+# 3: each account's view phase (features.windows.view_phase); 4: an account's buckets in one
+# flat array (features.windows.AccountState, which also unpickles version 3)
+READABLE = frozenset({3, VERSION})
 
 
 class SnapshotRefused(ValueError):
@@ -163,7 +165,7 @@ class SnapshotReader:
         return out
 
     def _assemble(self, unit: str, m: dict) -> Snapshot:
-        if m.get("version") != VERSION:
+        if m.get("version") not in READABLE:
             raise SnapshotRefused(f"{unit}: snapshot version {m.get('version')!r} unknown")
         parts = self._chunks.get((unit, m["generation"]), {})
         if any(i not in parts for i in range(m["chunks"])):

@@ -21,7 +21,11 @@ late-event policy; nothing is discarded.
 Layout, chosen for speed and memory (there is one :class:`AccountState` per account, so
 every byte counts a hundred thousand times):
 
-* a bucket is one ``array('d')`` of :data:`K` counters (no per-bucket sets or dicts);
+* a bucket is :data:`K` counters (no per-bucket sets or dicts), and all of an account's
+  buckets (the closed ones of the short view, then the open ones, in index order) are one
+  flat ``array('d')``: a closed bucket stays where it is (closing bucket *i* only changes
+  which side of *i* it is on), an expired one is cut from the front, and an account pays
+  for one array header instead of two lists and an array per bucket;
 * distinct values (API keys, addresses, networks, ASNs, countries, clients, models) live
   in **one** integer hash table per account (:mod:`pipeline.features.table`), keyed by
   the value's dimension and stable hash, holding the last bucket index the value was
@@ -148,7 +152,7 @@ class AccountState:
 
     __slots__ = (
         "account_id",
-        "cur",
+        "buckets",
         "drift",
         "fps",
         "hour",
@@ -157,9 +161,7 @@ class AccountState:
         "ids_at",
         "last_ts",
         "mask_hour",
-        "open",
         "phase",
-        "ring",
         "seen",
         "stats_long",
         "stats_short",
@@ -169,9 +171,10 @@ class AccountState:
     def __init__(self, account_id: str) -> None:
         self.account_id = account_id
         self.phase = view_phase(account_id)  # see view_phase
-        self.open: list[array] = []  # open buckets (usually one; two around a boundary)
-        self.cur: array | None = None  # the open bucket the last event went to
-        self.ring: list[array] = []  # closed buckets inside the short view
+        # K counters per bucket, in index order: the closed buckets inside the short view
+        # (those at or below the last closed index), then the open ones (usually one; two
+        # around a boundary)
+        self.buckets = array("d")
         self.hour: array | None = None
         self.seen: array = pairs()  # seen_key -> stamp (see _stamp)
         self.last_ts = 0.0
@@ -184,6 +187,20 @@ class AccountState:
         self.fps: array | None = None  # fp_key -> last bucket << 1 | repeated (packed)
         self.ids = array("q", _NO_IDS)  # stable hashes of the last RECENT_IDS event ids
         self.ids_at = 0
+
+    def __setstate__(self, state: tuple[None, dict]) -> None:
+        """Unpickle, also from a version-3 snapshot (``state.VERSION``), which held the
+        buckets as arrays in lists: ``ring`` (closed) and ``open``, and ``cur``."""
+        slots = dict(state[1])
+        ring, opened = slots.pop("ring", None), slots.pop("open", None)
+        slots.pop("cur", None)
+        if ring is not None:
+            flat = array("d")
+            for b in [*ring, *sorted(opened or (), key=_bucket_index)]:
+                flat.extend(b)
+            slots["buckets"] = flat
+        for name, value in slots.items():
+            setattr(self, name, value)
 
     def remember(self, nets: list[int], agents: list[int]) -> None:
         """Mark networks and clients (``seen`` keys) as known to the account's history
@@ -377,66 +394,68 @@ class WindowStore:
         if closed is not None and index <= closed:
             index = closed + 1  # late: fold into the earliest open bucket
             self.late_events += 1
-        o = st.cur
-        if o is None or o[IDX] != index:
-            for o in st.open:
-                if o[IDX] == index:
-                    break
+        # the open bucket of ``index``: open buckets are the last ones, in index order, and
+        # every closed one is below ``index``
+        b = st.buckets
+        at = len(b)
+        while at and b[at - K + IDX] > index:
+            at -= K
+        if at and b[at - K + IDX] == index:
+            at -= K
+        else:
+            new = array("d", _EMPTY)
+            new[IDX] = index
+            st.buckets = b = b[:at] + new + b[at:]  # exactly sized: see _hot's new_bucket
+            active = self._active.get(index)
+            if active is None:
+                self._active[index] = [st]
             else:
-                o = array("d", _EMPTY)
-                o[IDX] = index
-                st.open.append(o)
-                active = self._active.get(index)
-                if active is None:
-                    self._active[index] = [st]
-                else:
-                    active.append(st)
-            st.cur = o
-        o[REQ] += 1
-        o[PT] += ev.prompt_tokens
-        o[CT] += ev.completion_tokens
+                active.append(st)
+        b[at + REQ] += 1
+        b[at + PT] += ev.prompt_tokens
+        b[at + CT] += ev.completion_tokens
         status = ev.status
         if status >= 400:
             if status == 429:
-                o[THR] += 1
+                b[at + THR] += 1
             else:
-                o[ERR] += 1
+                b[at + ERR] += 1
         net = rec.network
         if net.kind in RISKY_KINDS:
-            o[RISKY] += 1
-        if ts < o[FIRST]:
-            o[FIRST] = ts
-        if ts > o[LAST]:
-            o[LAST] = ts
+            b[at + RISKY] += 1
+        if ts < b[at + FIRST]:
+            b[at + FIRST] = ts
+        if ts > b[at + LAST]:
+            b[at + LAST] = ts
         last = st.last_ts
         if ts > last:
             gap = ts - last
             if gap < _GAP_MAX:
-                o[GAPS] += 1
-                o[GSUM] += gap
-                o[GSQ] += gap * gap
+                b[at + GAPS] += 1
+                b[at + GSUM] += gap
+                b[at + GSQ] += gap * gap
             st.last_ts = ts
         # distinct values: last bucket seen, dimension, flags kept
         _see(st, D_KEY, ev.api_key_id, index)
         _see(st, D_IP, ev.ip, index)
         if not _see(st, D_NET, net.prefix or ev.ip + "/", index) & KNOWN:
-            o[NNET] += 1
+            b[at + NNET] += 1
         if net.asn is not None:
             _see(st, D_ASN, net.asn, index)
         if net.country is not None:
             _see(st, D_COUNTRY, net.country, index)
         if not _see(st, D_AGENT, ev.user_agent, index) & KNOWN:
-            o[NAGENT] += 1
+            b[at + NAGENT] += 1
         model = ev.model
         _see(st, D_MODEL, model, index)
         first = self.model_first_seen.get(model)
         if first is None:
             first = self.model_first_seen[model] = ts
         if ts - first < NEW_MODEL_SECONDS and first - self.first_ts >= 3600.0:
-            o[NEWM] += 1  # a model that appeared (after the first hour) less than a day ago
+            b[at + NEWM] += 1  # a model that appeared (after the first hour) less than a day ago
         fp = ev.prompt_fingerprint
         if fp is not None:
-            o[FPD] += 1
+            b[at + FPD] += 1
             key = fp_key(fp)
             fps = st.fps
             horizon = index - self.view_buckets
@@ -445,7 +464,7 @@ class WindowStore:
             else:
                 v = packed_get(fps, key)
                 if v is not None and (v >> 1) > horizon:
-                    o[REP] += 1
+                    b[at + REP] += 1
                     st.fps = packed_set(fps, key, index << 1 | 1)
                 elif v is not None or fps[0] < FP_CAP:
                     st.fps = packed_set(fps, key, index << 1)
@@ -490,8 +509,9 @@ class WindowStore:
                 closed = [c for st in states if (c := self._close(st, index)) is not None]
             views = self._short_views(closed, index)
             for st in self._expiry.pop(index, ()):  # quiet for a whole view: free its buckets
-                if st.ring and st.ring[-1][IDX] <= index - self.view_buckets:
-                    st.ring = []
+                b, end = st.buckets, _ring_end(st.buckets, index)
+                if end and b[end - K + IDX] <= index - self.view_buckets:
+                    st.buckets = b[end:]
                     st.fps = None
             if (index + 1) % hb == 0:
                 views.extend(self._close_hour(index))
@@ -522,14 +542,12 @@ class WindowStore:
         ring, forget what fell out of the view; if a view is due, (account, its rolled-up
         counters, buckets rolled). The Python reference of ``_hot.close``
         (tests/unit/test_hot.py compares them)."""
-        for i, o in enumerate(st.open):
-            if o[IDX] == index:
-                del st.open[i]
-                break
-        else:  # every (account, bucket) is registered once, when the bucket is created
+        b = st.buckets
+        at = _ring_end(b, index - 1)  # the first open bucket: ``index``'s, as closes go in order
+        if at == len(b) or b[at + IDX] != index:
+            # every (account, bucket) is registered once, when the bucket is created
             raise AssertionError(f"no open bucket {index} for {st.account_id}")
-        if st.cur is o:
-            st.cur = None
+        o = b[at : at + K]
         h = st.hour
         if h is None:
             st.hour = h = array("d", o)
@@ -539,35 +557,34 @@ class WindowStore:
             first, last, minutes = min(h[FIRST], o[FIRST]), max(h[LAST], o[LAST]), h[IDX] + 1
             st.hour = h = array("d", map(add, h, o))
             h[IDX], h[FIRST], h[LAST] = minutes, first, last
-        ring = st.ring
-        ring.append(o)
         expiry = self._expiry.get(index + self.view_buckets)
         if expiry is None:
             self._expiry[index + self.view_buckets] = [st]
         else:
             expiry.append(st)
         horizon = index - self.view_buckets
-        while ring[0][IDX] <= horizon:
-            del ring[0]
+        gone = _ring_end(b, horizon)  # closed buckets that fell out of the view
+        if gone:
+            st.buckets = b = b[gone:]  # a slice is exactly sized; ``del`` keeps spare room
+        ring = (at - gone) // K + 1  # closed buckets inside the view, ``index``'s last
         if st.seen[0] > SEEN_CAP and (fresh := _Tables.prune_seen(st.seen, horizon)) is not None:
             st.seen = fresh
         if st.fps is not None and (fresh := _Tables.expire_fps(st.fps, horizon)) is not None:
             st.fps = fresh
         if (index + 1 + st.phase) % self.view_buckets and not self._hot(st, o):
             return None  # between view boundaries, only a hot minute is worth a view
-        if len(ring) == 1:
+        if ring == 1:
             if o[REQ] < self.min_short:
                 return None
-            roll = o
-        else:
-            if sum(b[REQ] for b in ring) < self.min_short:
-                return None
-            roll = ring[0]  # summed in ring order, as the C path does (``sum`` of floats
-            for b in ring[1:]:  # is compensated from Python 3.12: not the same last bit)
-                roll = array("d", map(add, roll, b))
-            roll[FIRST] = min(b[FIRST] for b in ring)
-            roll[LAST] = max(b[LAST] for b in ring)
-        return st, roll, len(ring)
+            return st, o, 1
+        if sum(b[REQ : ring * K : K]) < self.min_short:
+            return None
+        roll = b[:K]  # summed in index order, as the C path does (``sum`` of floats is
+        for i in range(K, ring * K, K):  # compensated from Python 3.12: not the same last bit)
+            roll = array("d", map(add, roll, b[i : i + K]))
+        roll[FIRST] = min(b[FIRST : ring * K : K])
+        roll[LAST] = max(b[LAST : ring * K : K])
+        return st, roll, ring
 
     def _hot(self, st: AccountState, o: array) -> bool:
         """Is this closed minute far above the account's usual rate (or has it no history)?
@@ -618,6 +635,19 @@ class WindowStore:
 
 def _by_id(st: AccountState) -> str:
     return st.account_id
+
+
+def _bucket_index(b: array) -> float:
+    return b[IDX]
+
+
+def _ring_end(buckets: array, through: int) -> int:
+    """Where the buckets of index ``through`` or below end in an account's ``buckets``
+    (they come first: the array is in index order)."""
+    at, n = 0, len(buckets)
+    while at < n and buckets[at + IDX] <= through:
+        at += K
+    return at
 
 
 def _see(st: AccountState, dim: int, value: str | int, index: int) -> int:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import pickle
+from array import array
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.features.windows import LONG, RECENT_IDS, SHORT, WindowStore, fp_key, fp_label
+from pipeline.features.windows import (
+    IDX,
+    LONG,
+    RECENT_IDS,
+    SHORT,
+    AccountState,
+    K,
+    WindowStore,
+    fp_key,
+    fp_label,
+)
 from pipeline.records import Enriched, NetworkInfo, RequestEvent
 
 T0 = 1_793_606_400.0  # an hour boundary
@@ -195,3 +207,41 @@ def test_views_in_c_are_make_views(seen: list, fps: list, b: dict) -> None:
     assert type(c) is w.View
     assert fields(c) == fields(py)
     assert list(c.values.items()) == list(py.values.items())  # same order
+
+
+def _v3_fixture_events(ws: WindowStore) -> None:
+    """The events that made tests/unit/data/account_state_v3.pickle (with the version-3
+    code, whose buckets were arrays in the lists ``ring`` and ``open``): four closed
+    buckets, then three open ones, the last opened below the one before it."""
+
+    def add(n: int, ts: float, ip: str) -> None:
+        ev = RequestEvent(
+            f"e{n}", ts, "acct-1", "k", ip, "cli", "/v1", "m", 10, 500, 200, 1.0,
+            prompt_fingerprint=f"fp{n % 3}",
+        )  # fmt: skip
+        ws.add(Enriched(ev, None, NetworkInfo(ip, "hosting", prefix=ip.rsplit(".", 1)[0])))
+
+    for i in range(40):
+        add(i, 600.0 + 7 * i, f"198.51.100.{i % 3}")
+        ws.advance()
+    add(100, 965.0, "198.51.100.9")  # bucket 16
+    add(101, 905.0, "198.51.100.9")  # bucket 15, opened after 16
+
+
+def test_a_version_3_account_state_loads_as_the_same_state() -> None:
+    """A snapshot of state.VERSION 3 unpickles into the flat bucket layout, equal to the
+    state that the same events give today, on either path."""
+    from pathlib import Path
+
+    from tests.unit.test_hot import _plain
+
+    old = pickle.loads((Path(__file__).parent / "data" / "account_state_v3.pickle").read_bytes())
+    assert [b[IDX] for b in _buckets(old)] == [10, 11, 12, 13, 14, 15, 16]
+    for native in (True, False):
+        ws = WindowStore(60, 5, grace_seconds=30, native=native)
+        _v3_fixture_events(ws)
+        assert _plain(ws.accounts["acct-1"]) == _plain(old)
+
+
+def _buckets(st: AccountState) -> list[array]:
+    return [st.buckets[i : i + K] for i in range(0, len(st.buckets), K)]
