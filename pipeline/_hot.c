@@ -944,10 +944,10 @@ static PyObject *new_bucket(PyObject *st, PyObject *arr, Py_ssize_t at, long lon
         return NULL;
     }
     nb = (double *)nv.buf;
-    memcpy(nb, old, at * sizeof(double));
+    if (at) memcpy(nb, old, at * sizeof(double)); /* old is NULL while the array is empty */
     nb[at + FIRST] = INFINITY; /* the rest of windows._EMPTY is zeros (configure checks) */
     nb[at + IDX] = (double)index;
-    memcpy(nb + at + K, old + at, (n - at) * sizeof(double));
+    if (n > at) memcpy(nb + at + K, old + at, (n - at) * sizeof(double));
     PyBuffer_Release(&nv);
     PyBuffer_Release(&ov);
     if (PyObject_SetAttr(st, a_buckets, grown) < 0) {
