@@ -1683,13 +1683,9 @@ static PyObject *network_info(PyObject *network, PyObject *ip, double ts) {
     if (!has) {
         PyObject *cache = PyObject_GetAttr(network, a_cache);
         if (cache == NULL) return NULL;
-        PyObject *hit = PyDict_GetItemWithError(cache, ip);
+        PyObject *info = PyDict_GetItemWithError(cache, ip); /* text -> NetworkInfo */
         Py_DECREF(cache);
-        if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) > 0) {
-            PyObject *info = PyTuple_GET_ITEM(hit, 0);
-            Py_INCREF(info);
-            return info;
-        }
+        if (info != NULL) return Py_NewRef(info);
         if (PyErr_Occurred()) return NULL;
     }
     PyObject *t = PyFloat_FromDouble(ts);

@@ -152,6 +152,9 @@ class BuiltinNetworkData:
         self._country = country_code
         self.asn = asn
         self._geo = None  # geoip2fast, loaded on first need
+        # one object per distinct country code and ASN: the tables hand out a new one per
+        # lookup, and a cache of a hundred thousand addresses would hold that many copies
+        self._shared: dict[str | int, str | int] = {}
 
     def _org_fallback(self, text: str) -> str | None:
         if self._geo is None:
@@ -166,6 +169,11 @@ class BuiltinNetworkData:
         asn_hit = self.asn.lookup(value, version) if self.asn is not None else None
         asn, org = asn_hit if asn_hit is not None else (None, self._org_fallback(text))
         country = self._country(text)
+        shared = self._shared
+        if asn is not None:
+            asn = shared.setdefault(asn, asn)
+        if country is not None:
+            country = shared.setdefault(country, country)
         return NetworkInfo(
             ip=text,
             kind=_IPORIGIN_KIND.get(kind, "residential_or_unknown"),
@@ -311,7 +319,7 @@ class NetworkEnricher:
     ) -> None:
         self._builtin = builtin if builtin is not None else BuiltinNetworkData()
         self._mmdb = mmdb
-        self._cache: dict[str, tuple[NetworkInfo, int, int]] = {}  # text -> info, version, int
+        self._cache: dict[str, NetworkInfo] = {}  # text -> its static network block
         self._cache_size = cache_size
         self.overrides = Overrides()
         # pipeline._hot's memo of each address's seen keys (static data only: never
@@ -335,15 +343,15 @@ class NetworkEnricher:
         return self._builtin.asn is not None or self._mmdb is not None
 
     def lookup(self, ip_text: str, at: float = 0.0) -> NetworkInfo:
-        hit = self._cache.get(ip_text)
-        if hit is None:
-            version, value = parse(ip_text)
-            hit = self._cache[ip_text] = (self._static(version, value, ip_text), version, value)
+        info = self._cache.get(ip_text)
+        if info is None:
+            info = self._cache[ip_text] = self._static(*parse(ip_text), ip_text)
             if len(self._cache) > self._cache_size:
                 del self._cache[next(iter(self._cache))]
-        info = hit[0]
         if self.overrides:
-            rec = self.overrides.match(hit[1], hit[2], at)
+            # parsed again rather than cached: (version, value) would add a tuple and an
+            # int to every cached address for the sake of override matching only
+            rec = self.overrides.match(*parse(ip_text), at)
             if rec is not None:
                 return NetworkInfo(
                     ip=info.ip,

@@ -53,6 +53,17 @@ def test_residential_and_prefixes(network: NetworkEnricher) -> None:
     assert network_prefix(*parse("2001:db8:1:2::1")) == "2001:db8:1::/48"
 
 
+def test_cached_addresses_share_their_country_and_asn(network: NetworkEnricher) -> None:
+    """The cache holds each address's block alone, and blocks of one country or ASN share
+    that value's one object (memory per address, not a behaviour: bench core's
+    address_cache part)."""
+    net = NetworkEnricher(network._builtin)
+    a, b = net.lookup("73.15.2.3"), net.lookup("73.15.9.77")
+    assert (a.asn, a.country) == (b.asn, b.country) == (7922, "US")
+    assert a.asn is b.asn and a.country is b.country
+    assert net._cache["73.15.2.3"] is a
+
+
 def test_override_longest_prefix_expiry_and_delete(network: NetworkEnricher) -> None:
     net = NetworkEnricher(network._builtin, cache_size=4)
     assert net.lookup("73.15.2.3").kind == "residential_or_unknown"
