@@ -75,7 +75,7 @@ enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R
 static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_buckets, *a_seen,
     *a_last_ts, *a_fps, *a_ids, *a_ids_at, *a_cache, *a_overrides, *a_lookup, *a_kind,
-    *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_hour, *a_phase, *a_stats_short,
+    *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_phase, *a_stats_short,
     *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour, *a_active_flag;
 
 /* ---- BLAKE2b with an 8-byte digest (hashlib.blake2b(data, digest_size=8)) ---- */
@@ -923,11 +923,42 @@ static int open_bucket(const double *b, Py_ssize_t n, double index, Py_ssize_t *
     return 0;
 }
 
+/* where the hour accumulator ends: K, or 0 without one (windows._hour_end; its IDX is minus
+ * its minutes, a bucket's is its index) */
+static inline Py_ssize_t hour_end(const double *b, Py_ssize_t n) {
+    return n && b[IDX] < 0 ? K : 0;
+}
+
 /* the offset where the buckets of index ``through`` or below end (windows._ring_end) */
 static Py_ssize_t ring_end(const double *b, Py_ssize_t n, double through) {
-    Py_ssize_t i = 0;
+    Py_ssize_t i = hour_end(b, n);
     while (i < n && b[i + IDX] <= through) i += K;
     return i;
+}
+
+/* ``arr`` without its counters [from, to): a new array of exactly that size, set on ``st``
+ * (windows: ``b[:lo] + b[gone:]``) */
+static PyObject *cut_buckets(PyObject *st, PyObject *arr, Py_ssize_t from, Py_ssize_t to) {
+    Py_buffer ov, nv;
+    double *old;
+    Py_ssize_t n;
+    if (buckets_open(arr, &ov, &old, &n) < 0) return NULL;
+    PyObject *rest = PySequence_Repeat(zero_double, n - (to - from));
+    if (rest == NULL || PyObject_GetBuffer(rest, &nv, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&ov);
+        Py_XDECREF(rest);
+        return NULL;
+    }
+    double *nb = (double *)nv.buf;
+    if (from) memcpy(nb, old, from * sizeof(double));
+    if (n > to) memcpy(nb + from, old + to, (n - to) * sizeof(double));
+    PyBuffer_Release(&nv);
+    PyBuffer_Release(&ov);
+    if (PyObject_SetAttr(st, a_buckets, rest) < 0) {
+        Py_DECREF(rest);
+        return NULL;
+    }
+    return rest;
 }
 
 /* the account's buckets with an empty bucket of ``index`` at offset ``at``: a new array of
@@ -1041,7 +1072,7 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
                      PyObject *in_hour, PyObject **view) {
     *view = NULL;
     int rc = -1;
-    PyObject *buckets = NULL, *hour = NULL, *phase = NULL, *roll = NULL;
+    PyObject *buckets = NULL, *phase = NULL, *roll = NULL;
     Py_buffer bv;
     int have_bv = 0;
     double *all, ob[K];
@@ -1059,35 +1090,40 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
     }
     memcpy(ob, all + at, sizeof ob);
 
-    /* the hour accumulator: minutes in IDX, counters summed, first/last kept */
-    if ((hour = PyObject_GetAttr(st, a_hour)) == NULL) goto done;
-    if (hour == Py_None) {
-        PyObject *h = PySequence_GetSlice(buckets, at, at + K);
-        if (h == NULL) goto done;
-        Py_buffer hv;
-        double *hb;
-        if (dbuf(h, &hv, &hb) < 0) {
-            Py_DECREF(h);
-            goto done;
-        }
-        hb[IDX] = 1.0;
-        PyBuffer_Release(&hv);
-        int bad = PyObject_SetAttr(st, a_hour, h) < 0 || PyList_Append(in_hour, st) < 0;
-        Py_DECREF(h);
-        if (bad) goto done;
-    } else {
-        Py_buffer hv;
-        double *hb;
-        if (dbuf(hour, &hv, &hb) < 0) goto done;
+    /* the hour accumulator, first in the buckets: minus its minutes in IDX, counters
+     * summed, first/last kept; the account's first bucket of the hour starts it */
+    if (hour_end(all, nd)) {
+        double *hb = all;
         double first = ob[FIRST] < hb[FIRST] ? ob[FIRST] : hb[FIRST];
         double last = ob[LAST] > hb[LAST] ? ob[LAST] : hb[LAST];
-        double minutes = hb[IDX] + 1;
+        double minutes = 1 - hb[IDX];
         for (int j = 0; j < K; j++) hb[j] += ob[j];
-        hb[IDX] = minutes;
+        hb[IDX] = -minutes;
         hb[FIRST] = first;
         hb[LAST] = last;
-        PyBuffer_Release(&hv);
+    } else { /* a new array: the hour, then the buckets as they were */
+        PyObject *grown = PySequence_Repeat(zero_double, nd + K);
+        if (grown == NULL) goto done;
+        Py_buffer gv;
+        if (PyObject_GetBuffer(grown, &gv, PyBUF_WRITABLE) < 0) {
+            Py_DECREF(grown);
+            goto done;
+        }
+        double *gb = (double *)gv.buf;
+        memcpy(gb, ob, sizeof ob);
+        gb[IDX] = -1.0;
+        memcpy(gb + K, all, nd * sizeof(double)); /* nd > 0: ``index``'s bucket is there */
+        PyBuffer_Release(&gv);
+        PyBuffer_Release(&bv);
+        have_bv = 0;
+        Py_SETREF(buckets, grown);
+        if (PyObject_SetAttr(st, a_buckets, buckets) < 0 || PyList_Append(in_hour, st) < 0)
+            goto done;
+        if (buckets_open(buckets, &bv, &all, &nd) < 0) goto done;
+        have_bv = 1;
+        at += K;
     }
+    const Py_ssize_t lo = K; /* where the closed buckets start, after the hour */
 
     /* when the short view's closed buckets expire */
     {
@@ -1112,17 +1148,16 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
         Py_DECREF(key);
         if (bad) goto done;
     }
-    /* closed buckets that fell out of the view are cut from the front */
+    /* closed buckets that fell out of the view are cut out, after the hour */
     long long horizon = index - vb;
     Py_ssize_t gone = ring_end(all, nd, (double)horizon);
     Py_ssize_t ring = (at - gone) / K + 1; /* closed buckets in the view, ``index``'s last */
     PyBuffer_Release(&bv);
     have_bv = 0;
-    if (gone) { /* a new array of exactly the rest (PySequence_DelSlice keeps spare room) */
-        PyObject *rest = PySequence_GetSlice(buckets, gone, nd);
+    if (gone > lo) { /* a new array of exactly the rest (PySequence_DelSlice keeps room) */
+        PyObject *rest = cut_buckets(st, buckets, lo, gone);
         if (rest == NULL) goto done;
         Py_SETREF(buckets, rest);
-        if (PyObject_SetAttr(st, a_buckets, buckets) < 0) goto done;
     }
     if (refilter(st, a_seen, 1, floor_of(horizon, S_LAST), 1, PAIRS_MIN, SEEN_CAP) < 0)
         goto done;
@@ -1147,7 +1182,7 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
         if (buckets_open(buckets, &bv, &all, &nd) < 0) goto done;
         have_bv = 1;
         for (Py_ssize_t i = 0; i < ring; i++) {
-            const double *b = all + i * K;
+            const double *b = all + lo + i * K;
             for (int j = 0; j < K; j++) sums[j] += b[j];
             if (i == 0 || b[FIRST] < first) first = b[FIRST];
             if (i == 0 || b[LAST] > last) last = b[LAST];
@@ -1172,7 +1207,6 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
 done:
     if (have_bv) PyBuffer_Release(&bv);
     Py_XDECREF(buckets);
-    Py_XDECREF(hour);
     Py_XDECREF(phase);
     Py_XDECREF(roll);
     return rc;
@@ -2409,7 +2443,6 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_asn, "asn");
     INTERN(a_country, "country");
     INTERN(a_hot_memo, "hot_memo");
-    INTERN(a_hour, "hour");
     INTERN(a_phase, "phase");
     INTERN(a_stats_short, "stats_short");
     INTERN(a_young, "young_views");

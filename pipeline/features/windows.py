@@ -22,10 +22,12 @@ Layout, chosen for speed and memory (there is one :class:`AccountState` per acco
 every byte counts a hundred thousand times):
 
 * a bucket is :data:`K` counters (no per-bucket sets or dicts), and all of an account's
-  buckets (the closed ones of the short view, then the open ones, in index order) are one
-  flat ``array('d')``: a closed bucket stays where it is (closing bucket *i* only changes
-  which side of *i* it is on), an expired one is cut from the front, and an account pays
-  for one array header instead of two lists and an array per bucket;
+  buckets are one flat ``array('d')``: its hour accumulator when it has one (first; its
+  ``IDX`` is minus its minutes, where a bucket's is its index, never negative), then the
+  closed buckets of the short view and the open ones, in index order. A closed bucket
+  stays where it is (closing bucket *i* only changes which side of *i* it is on), an
+  expired one is cut out, and an account pays for one array header instead of two lists
+  and an array per bucket;
 * distinct values (API keys, addresses, networks, ASNs, countries, clients, models) live
   in **one** integer hash table per account (:mod:`pipeline.features.table`), keyed by
   the value's dimension and stable hash, holding the last bucket index the value was
@@ -155,7 +157,6 @@ class AccountState:
         "buckets",
         "drift",
         "fps",
-        "hour",
         "hours_mask",
         "ids",
         "ids_at",
@@ -171,11 +172,10 @@ class AccountState:
     def __init__(self, account_id: str) -> None:
         self.account_id = account_id
         self.phase = view_phase(account_id)  # see view_phase
-        # K counters per bucket, in index order: the closed buckets inside the short view
-        # (those at or below the last closed index), then the open ones (usually one; two
-        # around a boundary)
+        # K counters per bucket: the hour accumulator if any (IDX < 0: minus its minutes),
+        # then in index order the closed buckets inside the short view (those at or below
+        # the last closed index) and the open ones (usually one; two around a boundary)
         self.buckets = array("d")
-        self.hour: array | None = None
         self.seen: array = pairs()  # seen_key -> stamp (see _stamp)
         self.last_ts = 0.0
         self.hours_mask = 0  # UTC hours of day active in the last 24 h
@@ -190,12 +190,17 @@ class AccountState:
 
     def __setstate__(self, state: tuple[None, dict]) -> None:
         """Unpickle, also from a version-3 snapshot (``state.VERSION``), which held the
-        buckets as arrays in lists: ``ring`` (closed) and ``open``, and ``cur``."""
+        buckets as arrays in lists: ``ring`` (closed) and ``open``, and ``cur``, and the
+        hour accumulator apart (``hour``, its IDX the minutes)."""
         slots = dict(state[1])
         ring, opened = slots.pop("ring", None), slots.pop("open", None)
         slots.pop("cur", None)
+        hour = slots.pop("hour", None)
         if ring is not None:
             flat = array("d")
+            if hour is not None:
+                flat.extend(hour)
+                flat[IDX] = -hour[IDX]
             for b in [*ring, *sorted(opened or (), key=_bucket_index)]:
                 flat.extend(b)
             slots["buckets"] = flat
@@ -510,8 +515,9 @@ class WindowStore:
             views = self._short_views(closed, index)
             for st in self._expiry.pop(index, ()):  # quiet for a whole view: free its buckets
                 b, end = st.buckets, _ring_end(st.buckets, index)
-                if end and b[end - K + IDX] <= index - self.view_buckets:
-                    st.buckets = b[end:]
+                lo = _hour_end(b)
+                if end > lo and b[end - K + IDX] <= index - self.view_buckets:
+                    st.buckets = b[:lo] + b[end:]
                     st.fps = None
             if (index + 1) % hb == 0:
                 views.extend(self._close_hour(index))
@@ -548,24 +554,28 @@ class WindowStore:
             # every (account, bucket) is registered once, when the bucket is created
             raise AssertionError(f"no open bucket {index} for {st.account_id}")
         o = b[at : at + K]
-        h = st.hour
-        if h is None:
-            st.hour = h = array("d", o)
-            h[IDX] = 1.0
+        if _hour_end(b):  # fold the bucket into the hour: counters summed, first/last kept
+            h = b[:K]
+            first, last, minutes = min(h[FIRST], o[FIRST]), max(h[LAST], o[LAST]), 1 - h[IDX]
+            h = array("d", map(add, h, o))
+            h[IDX], h[FIRST], h[LAST] = -minutes, first, last
+            b[:K] = h
+        else:  # the account's first bucket of this hour starts its accumulator
+            h = array("d", o)
+            h[IDX] = -1.0
+            st.buckets = b = h + b
+            at += K
             self._in_hour.append(st)
-        else:
-            first, last, minutes = min(h[FIRST], o[FIRST]), max(h[LAST], o[LAST]), h[IDX] + 1
-            st.hour = h = array("d", map(add, h, o))
-            h[IDX], h[FIRST], h[LAST] = minutes, first, last
+        lo = K  # where the closed buckets start, after the hour
         expiry = self._expiry.get(index + self.view_buckets)
         if expiry is None:
             self._expiry[index + self.view_buckets] = [st]
         else:
             expiry.append(st)
         horizon = index - self.view_buckets
-        gone = _ring_end(b, horizon)  # closed buckets that fell out of the view
-        if gone:
-            st.buckets = b = b[gone:]  # a slice is exactly sized; ``del`` keeps spare room
+        gone = _ring_end(b, horizon)  # closed buckets that fell out of the view end here
+        if gone > lo:  # slices are exactly sized; ``del`` keeps spare room
+            st.buckets = b = b[:lo] + b[gone:]
         ring = (at - gone) // K + 1  # closed buckets inside the view, ``index``'s last
         if st.seen[0] > SEEN_CAP and (fresh := _Tables.prune_seen(st.seen, horizon)) is not None:
             st.seen = fresh
@@ -577,13 +587,14 @@ class WindowStore:
             if o[REQ] < self.min_short:
                 return None
             return st, o, 1
-        if sum(b[REQ : ring * K : K]) < self.min_short:
+        hi = lo + ring * K
+        if sum(b[lo + REQ : hi : K]) < self.min_short:
             return None
-        roll = b[:K]  # summed in index order, as the C path does (``sum`` of floats is
-        for i in range(K, ring * K, K):  # compensated from Python 3.12: not the same last bit)
+        roll = b[lo : lo + K]  # summed in index order, as the C path does (``sum`` of floats
+        for i in range(lo + K, hi, K):  # is compensated from Python 3.12: not the same bits)
             roll = array("d", map(add, roll, b[i : i + K]))
-        roll[FIRST] = min(b[FIRST : ring * K : K])
-        roll[LAST] = max(b[LAST : ring * K : K])
+        roll[FIRST] = min(b[lo + FIRST : hi : K])
+        roll[LAST] = max(b[lo + LAST : hi : K])
         return st, roll, ring
 
     def _hot(self, st: AccountState, o: array) -> bool:
@@ -614,8 +625,10 @@ class WindowStore:
         ops, make = self._ops(), self._view_maker()
         in_hour, self._in_hour = self._in_hour, []
         for st in sorted(in_hour, key=_by_id):
-            h = st.hour
-            st.hour = None
+            b = st.buckets
+            h = None
+            if _hour_end(b):
+                h, st.buckets = b[:K], b[K:]
             mask = st.hours_mask
             if hour_no - st.mask_hour >= 24:
                 mask = 0
@@ -625,7 +638,7 @@ class WindowStore:
             st.hours_mask = mask | (1 << (hour_no % 24))
             st.mask_hour = hour_no
             if h is not None and h[REQ] >= self.min_long:
-                view = make(LONG, st, float(start), float(end), h, index - hb, index, h[IDX])
+                view = make(LONG, st, float(start), float(end), h, index - hb, index, -h[IDX])
                 view.values["active_hours_24h"] = float(st.hours_mask.bit_count())
                 views.append(view)
             if (fresh := ops.prune_seen(st.seen, index - hb)) is not None:
@@ -641,10 +654,15 @@ def _bucket_index(b: array) -> float:
     return b[IDX]
 
 
+def _hour_end(buckets: array) -> int:
+    """Where an account's hour accumulator ends in its ``buckets``: K, or 0 without one."""
+    return K if buckets and buckets[IDX] < 0 else 0
+
+
 def _ring_end(buckets: array, through: int) -> int:
     """Where the buckets of index ``through`` or below end in an account's ``buckets``
-    (they come first: the array is in index order)."""
-    at, n = 0, len(buckets)
+    (after the hour: the rest is in index order)."""
+    at, n = _hour_end(buckets), len(buckets)
     while at < n and buckets[at + IDX] <= through:
         at += K
     return at

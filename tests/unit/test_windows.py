@@ -229,14 +229,16 @@ def _v3_fixture_events(ws: WindowStore) -> None:
 
 
 def test_a_version_3_account_state_loads_as_the_same_state() -> None:
-    """A snapshot of state.VERSION 3 unpickles into the flat bucket layout, equal to the
-    state that the same events give today, on either path."""
+    """A snapshot of state.VERSION 3 unpickles into the flat bucket layout (the hour
+    accumulator included), equal to the state that the same events give today, on either
+    path."""
     from pathlib import Path
 
     from tests.unit.test_hot import _plain
 
     old = pickle.loads((Path(__file__).parent / "data" / "account_state_v3.pickle").read_bytes())
-    assert [b[IDX] for b in _buckets(old)] == [10, 11, 12, 13, 14, 15, 16]
+    # the hour accumulator first (minus its 4 minutes), then the buckets in index order
+    assert [b[IDX] for b in _buckets(old)] == [-4, 10, 11, 12, 13, 14, 15, 16]
     for native in (True, False):
         ws = WindowStore(60, 5, grace_seconds=30, native=native)
         _v3_fixture_events(ws)
