@@ -230,6 +230,24 @@ def test_fingerprint_cap_and_expiry(network: NetworkEnricher) -> None:
     assert taken == counts.processed - 1
 
 
+def test_late_events_older_than_their_hour(network: NetworkEnricher) -> None:
+    """Late events (behind the watermark) whose time precedes everything their account's
+    hour accumulator holds: it keeps the earliest time of the hour on both paths."""
+    late = 0
+    messages = [(b"a1", orjson.dumps(_event(0, "a1", 100.0)), 0)]
+    for i in range(1, 120):  # another account moves the partition's clock on
+        messages.append((b"b1", orjson.dumps(_event(i, "b1", 100.0 + 5 * i)), 0))
+        if i % 30 == 0:  # a1: a late event older than its first, then an ordinary one
+            messages.append((b"a1", orjson.dumps(_event(1000 + i, "a1", 40.0 + i / 10)), 0))
+            messages.append((b"a1", orjson.dumps(_event(2000 + i, "a1", 100.0 + 5 * i)), 0))
+            late += 1
+    flow = Flow(CFG, network, partitions={0})
+    for offset, (key, value, p) in enumerate(messages):
+        flow.process_message(key, value, Source("t", p, offset))
+    assert flow.shards[0].windows.late_events == late
+    run_both(network, messages)
+
+
 IPS = (
     "203.0.113.7",
     "198.51.100.23",
