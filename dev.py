@@ -24,34 +24,39 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 
+def say(message: str) -> None:
+    """Set-up messages go to stderr: stdout belongs to the command dev.py runs (``--json``
+    output must parse even when this call had to install first)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def ensure_env() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before any install
         sys.exit(f"Python 3.11+ is required, this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
-        print(f"creating {VENV} ...", flush=True)
+        say(f"creating {VENV} ...")
         venv.create(VENV, with_pip=True)
     stamp = VENV / ".installed"
     # the C hot path is compiled at install time: a change to it reinstalls too
     built = (ROOT / "pyproject.toml", ROOT / "pipeline" / "_hot.c")
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in built)).hexdigest()
     if not stamp.exists() or stamp.read_text() != digest:
-        print("installing extraction-watch and its test tools ...", flush=True)
+        say("installing extraction-watch and its test tools ...")
         pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+        subprocess.run([*pip, "--upgrade", "pip"], check=True, stdout=sys.stderr)
+        subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True, stdout=sys.stderr)
         stamp.write_text(digest)
     # Strimzi CRD schemas for the manifest tests come from the npm registry.
     validate = ROOT / "deploy" / "validate"
     if not (validate / "node_modules").is_dir():
         npm = shutil.which("npm")
         if npm is None or subprocess.call(
-            [npm, "install", "--silent", "--no-audit", "--no-fund"], cwd=validate
+            [npm, "install", "--silent", "--no-audit", "--no-fund"], cwd=validate, stdout=sys.stderr
         ):
-            print("note: npm install in deploy/validate failed; manifest tests will fail")
+            say("note: npm install in deploy/validate failed; manifest tests will fail")
     # ASN numbers come from the npm registry (see pipeline/enrich/ipdata.py); idempotent.
-    # Its messages go to stderr: stdout belongs to the command dev.py runs (``--json``).
     if subprocess.call([str(BIN / "xwatch"), "ipdata", "install"], stdout=sys.stderr) != 0:
-        print("note: without the ASN table, network blocks carry no ASN numbers", file=sys.stderr)
+        say("note: without the ASN table, network blocks carry no ASN numbers")
 
 
 def ensure_chromium() -> None:
@@ -60,12 +65,13 @@ def ensure_chromium() -> None:
         return
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
-        print("note: no chromium and no root apt-get; the report test will fail", flush=True)
+        say("note: no chromium and no root apt-get; the report test will fail")
         return
-    print("installing chromium (Debian package) for the report test ...", flush=True)
+    say("installing chromium (Debian package) for the report test ...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.call([apt, "update", "-qq"], env=env)
-    subprocess.call([apt, "install", "-y", "-qq", "--no-install-recommends", "chromium"], env=env)
+    subprocess.call([apt, "update", "-qq"], env=env, stdout=sys.stderr)
+    install = [apt, "install", "-y", "-qq", "--no-install-recommends", "chromium"]
+    subprocess.call(install, env=env, stdout=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
