@@ -936,56 +936,33 @@ static Py_ssize_t ring_end(const double *b, Py_ssize_t n, double through) {
     return i;
 }
 
-/* ``arr`` without its counters [from, to): a new array of exactly that size, set on ``st``
- * (windows: ``b[:lo] + b[gone:]``) */
-static PyObject *cut_buckets(PyObject *st, PyObject *arr, Py_ssize_t from, Py_ssize_t to) {
+/* ``arr`` with its counters [at, at + cut) replaced by the K counters ``ins`` (none when
+ * NULL), as a new array of exactly that size (one resized in place keeps spare room), set
+ * on ``st``: every change of an account's bucket count goes through here (windows: slices
+ * and concatenation). New reference. */
+static PyObject *splice_buckets(PyObject *st, PyObject *arr, Py_ssize_t at, Py_ssize_t cut,
+                                const double *ins) {
     Py_buffer ov, nv;
     double *old;
-    Py_ssize_t n;
+    Py_ssize_t n, add = ins ? K : 0;
     if (buckets_open(arr, &ov, &old, &n) < 0) return NULL;
-    PyObject *rest = PySequence_Repeat(zero_double, n - (to - from));
-    if (rest == NULL || PyObject_GetBuffer(rest, &nv, PyBUF_WRITABLE) < 0) {
+    PyObject *out = PySequence_Repeat(zero_double, n - cut + add);
+    if (out == NULL || PyObject_GetBuffer(out, &nv, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&ov);
-        Py_XDECREF(rest);
+        Py_XDECREF(out);
         return NULL;
     }
     double *nb = (double *)nv.buf;
-    if (from) memcpy(nb, old, from * sizeof(double));
-    if (n > to) memcpy(nb + from, old + to, (n - to) * sizeof(double));
-    PyBuffer_Release(&nv);
-    PyBuffer_Release(&ov);
-    if (PyObject_SetAttr(st, a_buckets, rest) < 0) {
-        Py_DECREF(rest);
-        return NULL;
-    }
-    return rest;
-}
-
-/* the account's buckets with an empty bucket of ``index`` at offset ``at``: a new array of
- * exactly that size (an array resized in place keeps spare room), set on ``st`` */
-static PyObject *new_bucket(PyObject *st, PyObject *arr, Py_ssize_t at, long long index) {
-    Py_buffer ov, nv;
-    double *old, *nb;
-    Py_ssize_t n;
-    if (buckets_open(arr, &ov, &old, &n) < 0) return NULL;
-    PyObject *grown = PySequence_Repeat(zero_double, n + K);
-    if (grown == NULL || PyObject_GetBuffer(grown, &nv, PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&ov);
-        Py_XDECREF(grown);
-        return NULL;
-    }
-    nb = (double *)nv.buf;
     if (at) memcpy(nb, old, at * sizeof(double)); /* old is NULL while the array is empty */
-    nb[at + FIRST] = INFINITY; /* the rest of windows._EMPTY is zeros (configure checks) */
-    nb[at + IDX] = (double)index;
-    if (n > at) memcpy(nb + at + K, old + at, (n - at) * sizeof(double));
+    if (ins) memcpy(nb + at, ins, K * sizeof(double));
+    if (n > at + cut) memcpy(nb + at + add, old + at + cut, (n - at - cut) * sizeof(double));
     PyBuffer_Release(&nv);
     PyBuffer_Release(&ov);
-    if (PyObject_SetAttr(st, a_buckets, grown) < 0) {
-        Py_DECREF(grown);
+    if (PyObject_SetAttr(st, a_buckets, out) < 0) {
+        Py_DECREF(out);
         return NULL;
     }
-    return grown;
+    return out;
 }
 
 /* ---- close(): WindowStore._close for every account of one closing bucket ---- */
@@ -1101,24 +1078,16 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
         hb[IDX] = -minutes;
         hb[FIRST] = first;
         hb[LAST] = last;
-    } else { /* a new array: the hour, then the buckets as they were */
-        PyObject *grown = PySequence_Repeat(zero_double, nd + K);
-        if (grown == NULL) goto done;
-        Py_buffer gv;
-        if (PyObject_GetBuffer(grown, &gv, PyBUF_WRITABLE) < 0) {
-            Py_DECREF(grown);
-            goto done;
-        }
-        double *gb = (double *)gv.buf;
-        memcpy(gb, ob, sizeof ob);
-        gb[IDX] = -1.0;
-        memcpy(gb + K, all, nd * sizeof(double)); /* nd > 0: ``index``'s bucket is there */
-        PyBuffer_Release(&gv);
+    } else { /* the hour goes in front of the buckets */
+        double hb[K];
+        memcpy(hb, ob, sizeof hb);
+        hb[IDX] = -1.0;
         PyBuffer_Release(&bv);
         have_bv = 0;
+        PyObject *grown = splice_buckets(st, buckets, 0, 0, hb);
+        if (grown == NULL) goto done;
         Py_SETREF(buckets, grown);
-        if (PyObject_SetAttr(st, a_buckets, buckets) < 0 || PyList_Append(in_hour, st) < 0)
-            goto done;
+        if (PyList_Append(in_hour, st) < 0) goto done;
         if (buckets_open(buckets, &bv, &all, &nd) < 0) goto done;
         have_bv = 1;
         at += K;
@@ -1155,7 +1124,7 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
     PyBuffer_Release(&bv);
     have_bv = 0;
     if (gone > lo) { /* a new array of exactly the rest (PySequence_DelSlice keeps room) */
-        PyObject *rest = cut_buckets(st, buckets, lo, gone);
+        PyObject *rest = splice_buckets(st, buckets, lo, gone - lo, NULL);
         if (rest == NULL) goto done;
         Py_SETREF(buckets, rest);
     }
@@ -2013,7 +1982,10 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     if (!open_bucket(all, nd, (double)index, &bat)) {
         PyBuffer_Release(&bv);
         have_bv = 0;
-        PyObject *grown = new_bucket(st, o, bat, index);
+        double empty[K] = {0}; /* windows._EMPTY (configure checks) */
+        empty[FIRST] = INFINITY;
+        empty[IDX] = (double)index;
+        PyObject *grown = splice_buckets(st, o, bat, 0, empty);
         if (grown == NULL) goto error;
         Py_SETREF(o, grown);
         PyObject *active = PyObject_GetAttr(ws, a_active);
@@ -2331,7 +2303,7 @@ static PyObject *hot_configure(PyObject *self, PyObject *args, PyObject *kw) {
     Py_XSETREF(seconds_cache, secs);
     Py_INCREF(risky);
     Py_XSETREF(risky_kinds, risky);
-    { /* new_bucket writes windows._EMPTY itself: check that they agree */
+    { /* event_one writes windows._EMPTY itself: check that they agree */
         Py_buffer v;
         if (PyObject_GetBuffer(empty, &v, PyBUF_FORMAT) < 0) return NULL;
         int same = v.len == (Py_ssize_t)(K * sizeof(double)) && strcmp(v.format, "d") == 0;

@@ -410,7 +410,7 @@ class WindowStore:
         else:
             new = array("d", _EMPTY)
             new[IDX] = index
-            st.buckets = b = b[:at] + new + b[at:]  # exactly sized: see _hot's new_bucket
+            st.buckets = b = b[:at] + new + b[at:]  # exactly sized: see _hot's splice_buckets
             active = self._active.get(index)
             if active is None:
                 self._active[index] = [st]
