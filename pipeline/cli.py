@@ -192,7 +192,7 @@ def cmd_enrich(args: argparse.Namespace, settings: Settings) -> int:
         print(f"xwatch enrich: not an IPv4 or IPv6 address: {args.ip!r}", file=sys.stderr)
         return 2
     info = NetworkEnricher.from_settings(settings.network).lookup(ip)
-    print(orjson.dumps(network_to_dict(info), option=orjson.OPT_INDENT_2).decode())
+    print(orjson.dumps(network_to_dict(info, ip), option=orjson.OPT_INDENT_2).decode())
     return 0
 
 

@@ -455,9 +455,10 @@ def intel_to_dict(rec: IntelRecord) -> dict[str, Any]:
 # --- outputs --------------------------------------------------------------------------
 
 
-def network_to_dict(net: NetworkInfo) -> dict[str, Any]:
+def network_to_dict(net: NetworkInfo, ip: str) -> dict[str, Any]:
+    """The ``network`` block (schemas/network.v1.json) of address ``ip``."""
     return {
-        "ip": net.ip,
+        "ip": ip,
         "asn": net.asn,
         "as_org": net.as_org,
         "country": net.country,
@@ -473,7 +474,7 @@ def enriched_to_dict(rec: Enriched) -> dict[str, Any]:
     return {
         "event": request_to_dict(rec.event),
         "account": account_to_dict(rec.account) if rec.account else {"status": "unknown"},
-        "network": network_to_dict(rec.network),
+        "network": network_to_dict(rec.network, rec.event.ip),
         "schema_version": 1,
     }
 

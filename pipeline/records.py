@@ -59,9 +59,15 @@ class Account:
 
 @dataclass(slots=True, frozen=True)
 class NetworkInfo:
-    """What is known about an IP address (the ``network`` block of an enriched record)."""
+    """What is known about an IP address's network (with the address itself, the
+    ``network`` block of an enriched record: :func:`pipeline.codec.network_to_dict`).
 
-    ip: str
+    It holds no address: every address with the same facts (kind, ASN, country, ...,
+    down to the /24 or /48 prefix) shares one object, which is what keeps the enricher's
+    cache of a hundred thousand addresses to a string and a dict slot per address.
+    Frozen, so hashable: the enricher interns blocks by value.
+    """
+
     kind: str
     asn: int | None = None
     as_org: str | None = None

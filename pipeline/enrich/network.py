@@ -15,9 +15,10 @@ Sources, in order of precedence:
 
 Private, loopback, link-local, multicast and documentation ranges are ``reserved``.
 Lookups of sources 2-3 are cached per address (bounded, oldest entry evicted first: a
-plain dict is faster than an LRU and the hot set re-enters at once); overrides are checked on every
-lookup (a handful of dict probes), so an override takes effect at once without any cache
-invalidation.
+plain dict is faster than an LRU and the hot set re-enters at once), and addresses with the
+same facts share one :class:`NetworkInfo` (so an address costs the cache its text and a
+dict slot). Overrides are checked on every lookup (a handful of dict probes), so an
+override takes effect at once without any cache invalidation.
 """
 
 from __future__ import annotations
@@ -175,7 +176,6 @@ class BuiltinNetworkData:
         if country is not None:
             country = shared.setdefault(country, country)
         return NetworkInfo(
-            ip=text,
             kind=_IPORIGIN_KIND.get(kind, "residential_or_unknown"),
             asn=asn,
             as_org=org,
@@ -216,7 +216,6 @@ class MmdbNetworkData:
         if not found:
             return base
         return NetworkInfo(
-            ip=text,
             kind=kind,
             asn=asn,
             as_org=org,
@@ -320,6 +319,7 @@ class NetworkEnricher:
         self._builtin = builtin if builtin is not None else BuiltinNetworkData()
         self._mmdb = mmdb
         self._cache: dict[str, NetworkInfo] = {}  # text -> its static network block
+        self._blocks: dict[NetworkInfo, NetworkInfo] = {}  # each distinct block, once
         self._cache_size = cache_size
         self.overrides = Overrides()
         # pipeline._hot's memo of each address's seen keys (static data only: never
@@ -354,7 +354,6 @@ class NetworkEnricher:
             rec = self.overrides.match(*parse(ip_text), at)
             if rec is not None:
                 return NetworkInfo(
-                    ip=info.ip,
                     kind=rec.kind,
                     asn=info.asn,
                     as_org=info.as_org,
@@ -368,8 +367,14 @@ class NetworkEnricher:
 
     def _static(self, version: int, value: int, ip_text: str) -> NetworkInfo:
         if is_reserved(version, value):
-            return NetworkInfo(ip=ip_text, kind="reserved", prefix=network_prefix(version, value))
-        info = self._builtin.lookup(version, value, ip_text)
-        if self._mmdb is not None:
-            info = self._mmdb.lookup(ip_text, info)
-        return info
+            info = NetworkInfo(kind="reserved", prefix=network_prefix(version, value))
+        else:
+            info = self._builtin.lookup(version, value, ip_text)
+            if self._mmdb is not None:
+                info = self._mmdb.lookup(ip_text, info)
+        # one object per distinct block: the addresses of a /24 share theirs (bounded like
+        # the cache; clearing it only stops sharing, cached addresses keep their block)
+        blocks = self._blocks
+        if len(blocks) >= self._cache_size:
+            blocks.clear()
+        return blocks.setdefault(info, info)

@@ -325,7 +325,7 @@ class WindowStore:
     >>> ws = WindowStore(60, 5, grace_seconds=0)
     >>> def ev(n, ts, ip="198.51.100.7"):
     ...     e = RequestEvent(f"e{n}", ts, "acct-1", "k", ip, "cli", "/v1", "m", 10, 500, 200, 1.0)
-    ...     return Enriched(e, None, NetworkInfo(ip, "hosting", prefix=ip.rsplit(".", 1)[0]))
+    ...     return Enriched(e, None, NetworkInfo("hosting", prefix=ip.rsplit(".", 1)[0]))
     >>> [ws.add(ev(i, 600.0 + 10 * i, ip=f"198.51.100.{i % 2}")) for i in range(6)]
     [True, True, True, True, True, True]
     >>> ws.add(ev(0, 655.0))  # event e0 again: a duplicate, not counted

@@ -53,15 +53,20 @@ def test_residential_and_prefixes(network: NetworkEnricher) -> None:
     assert network_prefix(*parse("2001:db8:1:2::1")) == "2001:db8:1::/48"
 
 
-def test_cached_addresses_share_their_country_and_asn(network: NetworkEnricher) -> None:
-    """The cache holds each address's block alone, and blocks of one country or ASN share
-    that value's one object (memory per address, not a behaviour: bench core's
+def test_cached_addresses_share_their_block_country_and_asn(network: NetworkEnricher) -> None:
+    """Addresses of one block share its one NetworkInfo, and blocks of one country or ASN
+    share that value's one object (memory per address, not a behaviour: bench core's
     address_cache part)."""
-    net = NetworkEnricher(network._builtin)
+    net = NetworkEnricher(network._builtin, cache_size=8)
     a, b = net.lookup("73.15.2.3"), net.lookup("73.15.9.77")
     assert (a.asn, a.country) == (b.asn, b.country) == (7922, "US")
     assert a.asn is b.asn and a.country is b.country
     assert net._cache["73.15.2.3"] is a
+    assert net.lookup("73.15.2.200") is a and net.lookup("73.15.9.1") is b
+    assert a.prefix == "73.15.2.0/24" and b.prefix == "73.15.9.0/24"
+    for i in range(20):  # the sharing table stays bounded too, and lookups stay right
+        assert net.lookup(f"73.{i}.3.1").prefix == f"73.{i}.3.0/24"
+    assert len(net._blocks) <= 8
 
 
 def test_override_longest_prefix_expiry_and_delete(network: NetworkEnricher) -> None:

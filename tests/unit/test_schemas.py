@@ -109,7 +109,7 @@ def test_code_outputs_validate(network) -> None:
     validator("dead-letter").validate(orjson.loads(codec.encode_dead_letter(dl)))
     ev = codec.decode_request((EXAMPLES / "request-event.full.json").read_bytes())
     for ip in ("8.8.8.8", "10.1.2.3", "2001:db8::1", "185.220.101.1"):
-        validator("network").validate(codec.network_to_dict(network.lookup(ip)))
+        validator("network").validate(codec.network_to_dict(network.lookup(ip), ip))
     for account in (None, Account("a", "o", 0.0, "pro", "DE", True)):
         rec = Enriched(ev, account, network.lookup(ev.ip))
         validator("enriched").validate(codec.enriched_to_dict(rec))

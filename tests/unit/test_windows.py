@@ -45,7 +45,7 @@ def _rec(
     ev = RequestEvent(
         event_id, ts, acct, f"k{key}", addr, "cli", "/v1", "m", 10, 100, 200, 1.0, None, fp
     )
-    return Enriched(ev, None, NetworkInfo(addr, "hosting", prefix=f"198.51.{ip % 2}.0/24"))
+    return Enriched(ev, None, NetworkInfo("hosting", prefix=f"198.51.{ip % 2}.0/24"))
 
 
 def _run(events: list[tuple], grace: float = 0.0) -> list[tuple[int, object]]:
@@ -219,7 +219,7 @@ def _v3_fixture_events(ws: WindowStore) -> None:
             f"e{n}", ts, "acct-1", "k", ip, "cli", "/v1", "m", 10, 500, 200, 1.0,
             prompt_fingerprint=f"fp{n % 3}",
         )  # fmt: skip
-        ws.add(Enriched(ev, None, NetworkInfo(ip, "hosting", prefix=ip.rsplit(".", 1)[0])))
+        ws.add(Enriched(ev, None, NetworkInfo("hosting", prefix=ip.rsplit(".", 1)[0])))
 
     for i in range(40):
         add(i, 600.0 + 7 * i, f"198.51.100.{i % 3}")
