@@ -38,6 +38,7 @@ enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 #define S_BACK 4
 #define BACK_MAX ((1LL << 28) - 1)
 #define RECENT_IDS 8
+#define IDS_HEAD (RECENT_IDS + 1) /* the seen table's header: the ring's cursor, its ids */
 #define FP_CAP 64
 #define KNOWN_CAP 32
 #define SEEN_CAP 256
@@ -74,7 +75,7 @@ enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R
 /* attribute names */
 static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_buckets, *a_seen,
-    *a_last_ts, *a_fps, *a_ids, *a_ids_at, *a_cache, *a_overrides, *a_lookup, *a_kind,
+    *a_last_ts, *a_fps, *a_cache, *a_overrides, *a_lookup, *a_kind,
     *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_phase, *a_stats_short,
     *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour, *a_active_flag;
 
@@ -163,7 +164,7 @@ static PyObject *hot_event_id_hash(PyObject *self, PyObject *arg) {
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
     if (s == NULL) return NULL;
-    return PyLong_FromLongLong(blake2b_64((const uint8_t *)s, (size_t)n));
+    return PyLong_FromUnsignedLongLong((uint64_t)blake2b_64((const uint8_t *)s, (size_t)n));
 }
 
 /* ---- helpers ---- */
@@ -281,15 +282,17 @@ static void table_close(Table *tb) {
     }
 }
 
-/* a new table (array('Q')) of ``cap`` slots holding ``words`` (slot contents in slot
- * order, two words per pair slot) re-inserted: table.pair_rebuild / packed_rebuild */
 /* array('Q') of ``words`` zeros, allocated exactly (table._ZERO) */
 static PyObject *zero_array(uint64_t words) {
     return PySequence_Repeat(zero_word, (Py_ssize_t)words);
 }
 
-static PyObject *make_table(uint64_t cap, const uint64_t *words, uint64_t nwords, int pairs) {
-    PyObject *nt = zero_array(pairs ? 2 * (cap + 1) : cap + 1);
+/* a new table (array('Q')) of ``cap`` slots holding ``words`` (slot contents in slot
+ * order, two words per pair slot) re-inserted: table.pair_rebuild / packed_rebuild. A pair
+ * table gets the ``h`` header words ``head`` (table.pairs). */
+static PyObject *make_table(uint64_t cap, const uint64_t *words, uint64_t nwords, int pairs,
+                            const uint64_t *head, uint64_t h) {
+    PyObject *nt = zero_array(pairs ? 2 + h + 2 * cap : cap + 1);
     if (nt == NULL) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(nt, &view, PyBUF_WRITABLE) < 0) {
@@ -299,11 +302,14 @@ static PyObject *make_table(uint64_t cap, const uint64_t *words, uint64_t nwords
     uint64_t *t = (uint64_t *)view.buf;
     uint64_t count = 0;
     if (pairs) {
+        t[1] = h;
+        if (h) memcpy(t + 2, head, h * 8);
+        uint64_t *slots = t + 2 + h;
         for (uint64_t j = 0; j < nwords; j += 2) {
             uint64_t i = slot_of(words[j], cap);
-            while (t[2 + 2 * i]) i = (i + 1) & (cap - 1);
-            t[2 + 2 * i] = words[j];
-            t[3 + 2 * i] = words[j + 1];
+            while (slots[2 * i]) i = (i + 1) & (cap - 1);
+            slots[2 * i] = words[j];
+            slots[2 * i + 1] = words[j + 1];
             count++;
         }
     } else {
@@ -330,7 +336,7 @@ static uint64_t *table_words(const uint64_t *t, uint64_t n, int pairs, uint64_t 
     }
     uint64_t m = 0;
     if (pairs) {
-        for (uint64_t p = 2; p < n; p += 2) {
+        for (uint64_t p = 2 + t[1]; p < n; p += 2) {
             uint64_t v = t[p + 1];
             if (t[p] && (v >= floor_ || (keep_known && (v & KNOWN)))) {
                 w[m++] = t[p];
@@ -358,7 +364,8 @@ static PyObject *filtered(const uint64_t *t, uint64_t n, int pairs, uint64_t flo
         out = Py_None;
         Py_INCREF(out);
     } else {
-        out = make_table(room(kept == 0 ? 0 : kept - 1, min_cap), w, nw, pairs);
+        out = make_table(room(kept == 0 ? 0 : kept - 1, min_cap), w, nw, pairs, t + 2,
+                         pairs ? t[1] : 0);
     }
     PyMem_Free(w);
     return out;
@@ -380,22 +387,27 @@ static int table_grow(Table *tb, PyObject *st, PyObject *attr, int pairs, uint64
     uint64_t nw;
     uint64_t *w = table_words(tb->t, tb->n, pairs, 0, 0, &nw);
     if (w == NULL) return -1;
-    PyObject *nt = make_table(cap, w, nw, pairs);
+    PyObject *nt = make_table(cap, w, nw, pairs, tb->t + 2, pairs ? tb->t[1] : 0);
     PyMem_Free(w);
     return table_swap(tb, st, attr, nt);
 }
 
-/* table.pair_find */
-/* n words: a count, an unused word, then a power of two of (key, value) slots */
-static inline int is_pair_table(uint64_t n) {
-    return n >= 4 && !(((n >> 1) - 1) & ((n >> 1) - 2));
+/* n words: a count, the header length h, h header words, then a power of two of (key,
+ * value) slots (table.pairs) */
+static inline int is_pair_table(const uint64_t *t, uint64_t n) {
+    if (n < 4 || t[1] > n - 4 || (n - 2 - t[1]) & 1) return 0;
+    uint64_t cap = (n - 2 - t[1]) >> 1;
+    return !(cap & (cap - 1));
 }
 
+static inline uint64_t pair_cap(const uint64_t *t, uint64_t n) { return (n - 2 - t[1]) >> 1; }
+
+/* table.pair_find */
 static inline uint64_t pair_find(const uint64_t *t, uint64_t n, uint64_t key) {
-    uint64_t cap = (n >> 1) - 1;
+    uint64_t base = 2 + t[1], cap = (n - base) >> 1;
     uint64_t i = slot_of(key, cap);
     for (;;) {
-        uint64_t p = 2 + 2 * i, k = t[p];
+        uint64_t p = base + 2 * i, k = t[p];
         if (k == key || k == 0) return p;
         i = (i + 1) & (cap - 1);
     }
@@ -411,7 +423,7 @@ static int see(Table *tb, PyObject *st, uint64_t key, uint64_t index, int dim, u
         *out = v;
         return 0;
     }
-    uint64_t cap = (tb->n >> 1) - 1, grown = room(tb->t[0], cap);
+    uint64_t cap = pair_cap(tb->t, tb->n), grown = room(tb->t[0], cap);
     if (grown != cap) {
         if (table_grow(tb, st, a_seen, 1, grown) < 0) return -1;
         p = pair_find(tb->t, tb->n, key);
@@ -546,19 +558,6 @@ static int canonical_ipv4(const char *s, Py_ssize_t n) {
     return parts == 4;
 }
 
-static int array_contains_q(PyObject *arr, int64_t h, int *found, long long *len) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arr, &view, PyBUF_SIMPLE) < 0) return -1;
-    const int64_t *q = (const int64_t *)view.buf;
-    Py_ssize_t n = view.len / 8;
-    *found = 0;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (q[i] == h) *found = 1;
-    *len = n;
-    PyBuffer_Release(&view);
-    return 0;
-}
-
 /* (through + 1) << shift as the floor of a table filter; 0 keeps everything when the
  * window reaches back before bucket 0 (the Python floor is then negative) */
 static inline uint64_t floor_of(long long through, int shift) {
@@ -625,6 +624,11 @@ static PyObject *hot_prune_seen(PyObject *self, PyObject *const *args, Py_ssize_
     RTable r;
     if (table_args(args, nargs, 1, "prune_seen(seen, through)", &r, &through, NULL) < 0)
         return NULL;
+    if (!is_pair_table(r.t, r.n)) {
+        PyBuffer_Release(&r.view);
+        PyErr_SetString(PyExc_ValueError, "not a pair table");
+        return NULL;
+    }
     PyObject *out = filtered(r.t, r.n, 1, floor_of(through, S_LAST), 1, PAIRS_MIN);
     PyBuffer_Release(&r.view);
     return out;
@@ -634,10 +638,15 @@ static PyObject *hot_scan_seen(PyObject *self, PyObject *const *args, Py_ssize_t
     long long lo, hi;
     RTable r;
     if (table_args(args, nargs, 2, "scan_seen(seen, lo, hi)", &r, &lo, &hi) < 0) return NULL;
+    if (!is_pair_table(r.t, r.n)) {
+        PyBuffer_Release(&r.view);
+        PyErr_SetString(PyExc_ValueError, "not a pair table");
+        return NULL;
+    }
     long distinct[8] = {0};
     PyObject *nets = PyList_New(0), *agents = PyList_New(0), *ips = PyList_New(0), *out = NULL;
     if (nets == NULL || agents == NULL || ips == NULL) goto done;
-    for (uint64_t p = 2; p + 1 < r.n; p += 2) {
+    for (uint64_t p = 2 + r.t[1]; p + 1 < r.n; p += 2) {
         uint64_t key = r.t[p], v = r.t[p + 1];
         if (!key) continue;
         long long last = (long long)(v >> S_LAST);
@@ -675,13 +684,13 @@ static PyObject *hot_remember(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_buffer v;
     if (PyObject_GetBuffer(args[0], &v, PyBUF_WRITABLE) < 0) return NULL;
     uint64_t *t = (uint64_t *)v.buf, n = (uint64_t)v.len / 8;
-    if (v.len % 8 || !is_pair_table(n)) {
+    if (v.len % 8 || !is_pair_table(t, n)) {
         PyBuffer_Release(&v);
         PyErr_SetString(PyExc_ValueError, "not a pair table");
         return NULL;
     }
     long known[8] = {0};
-    for (uint64_t p = 2; p + 1 < n; p += 2)
+    for (uint64_t p = 2 + t[1]; p + 1 < n; p += 2)
         if (t[p] && (t[p + 1] & KNOWN)) known[t[p + 1] & 7]++;
     for (int which = 0; which < 2; which++) {
         PyObject *keys = args[1 + which];
@@ -997,6 +1006,12 @@ static int refilter(PyObject *st, PyObject *attr, int pairs, uint64_t floor_, in
     RTable r;
     if (rtable(obj, &r) < 0) {
         Py_DECREF(obj);
+        return -1;
+    }
+    if (pairs && !is_pair_table(r.t, r.n)) {
+        PyBuffer_Release(&r.view);
+        Py_DECREF(obj);
+        PyErr_SetString(PyExc_ValueError, "not a pair table");
         return -1;
     }
     PyObject *nt = Py_None;
@@ -1851,7 +1866,7 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     if (is_packed(raw)) return PyLong_FromLong(PACKED);
 
     PyObject *doc = NULL, *ip = NULL, *st = NULL, *result = NULL;
-    PyObject *o = NULL, *ids = NULL;
+    PyObject *o = NULL;
     Table seen = {NULL}, fps = {NULL};
     Py_buffer bv;
     int have_bv = 0;
@@ -1907,17 +1922,16 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     Py_DECREF(accounts);
     if (st == NULL) goto error;
 
-    /* duplicates (one of the account's last event ids): Python path */
-    int64_t h = blake2b_64((const uint8_t *)e.s[R_EVENT_ID], (size_t)e.n[R_EVENT_ID]);
-    ids = PyObject_GetAttr(st, a_ids);
-    if (ids == NULL) goto error;
-    int found;
-    long long nids;
-    if (array_contains_q(ids, h, &found, &nids) < 0) goto error;
-    if (found || nids != RECENT_IDS) goto fallback;
-    long long at;
-    if (get_ll_attr(st, a_ids_at, &at) < 0) goto error;
-    if (at < 0 || at >= RECENT_IDS) goto fallback; /* never so; the write below relies on it */
+    /* duplicates (one of the account's last event ids, in its seen table's header:
+     * windows.IDS_HEAD): Python path */
+    uint64_t h = (uint64_t)blake2b_64((const uint8_t *)e.s[R_EVENT_ID], (size_t)e.n[R_EVENT_ID]);
+    PyObject *seen_obj = PyObject_GetAttr(st, a_seen);
+    if (seen_obj == NULL || table_open(&seen, seen_obj) < 0) goto error;
+    if (!is_pair_table(seen.t, seen.n) || seen.t[1] != IDS_HEAD) goto fallback; /* not ours */
+    uint64_t at = seen.t[2];
+    if (at >= RECENT_IDS) goto fallback; /* never so; the write below relies on it */
+    for (int i = 0; i < RECENT_IDS; i++)
+        if (seen.t[3 + i] == h) goto fallback;
 
     if (get_ll_attr(ws, a_view_buckets, &view_buckets) < 0) goto error;
     if (get_double_attr(ws, a_grace, &grace) < 0) goto error;
@@ -1936,23 +1950,10 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     if (nrc < 0) goto error;
     if (nrc == 0) goto fallback;
     int risky = nk.risky;
-    PyObject *seen_obj = PyObject_GetAttr(st, a_seen);
-    if (seen_obj == NULL || table_open(&seen, seen_obj) < 0) goto error;
-    if (!is_pair_table(seen.n)) goto fallback; /* not a table */
 
     /* ---- from here on, the event is counted (no more fallbacks) ---- */
-    {
-        Py_buffer iv;
-        if (PyObject_GetBuffer(ids, &iv, PyBUF_WRITABLE) < 0) goto error;
-        ((int64_t *)iv.buf)[at] = h;
-        PyBuffer_Release(&iv);
-        PyObject *nat = PyLong_FromLongLong((at + 1) % RECENT_IDS);
-        if (nat == NULL || PyObject_SetAttr(st, a_ids_at, nat) < 0) {
-            Py_XDECREF(nat);
-            goto error;
-        }
-        Py_DECREF(nat);
-    }
+    seen.t[3 + at] = h;
+    seen.t[2] = (at + 1) % RECENT_IDS;
     double ts = e.ts;
     if (ts > max_ts) {
         max_ts = ts;
@@ -2077,7 +2078,7 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
         if (fo == NULL) goto error;
         if (fo == Py_None) {
             Py_DECREF(fo);
-            fo = make_table(PACKED_MIN, NULL, 0, 0);
+            fo = make_table(PACKED_MIN, NULL, 0, 0, NULL, 0);
             if (fo == NULL || PyObject_SetAttr(st, a_fps, fo) < 0) {
                 Py_XDECREF(fo);
                 goto error;
@@ -2126,7 +2127,6 @@ done:
     table_close(&seen);
     table_close(&fps);
     Py_XDECREF(o);
-    Py_XDECREF(ids);
     return result;
 }
 
@@ -2405,8 +2405,6 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_seen, "seen");
     INTERN(a_last_ts, "last_ts");
     INTERN(a_fps, "fps");
-    INTERN(a_ids, "ids");
-    INTERN(a_ids_at, "ids_at");
     INTERN(a_cache, "_cache");
     INTERN(a_overrides, "overrides");
     INTERN(a_lookup, "lookup");

@@ -44,10 +44,11 @@ from pipeline.subscribe import read_range
 log = logging.getLogger("xwatch.state")
 
 CHUNK = 512 * 1024
-VERSION = 4  # 2: distinct values and fingerprints in integer tables (features.table);
+VERSION = 5  # 2: distinct values and fingerprints in integer tables (features.table);
 # 3: each account's view phase (features.windows.view_phase); 4: an account's buckets in one
-# flat array (features.windows.AccountState, which also unpickles version 3)
-READABLE = frozenset({3, VERSION})
+# flat array; 5: its recent event ids in its seen table's header (features.windows.
+# AccountState, which also unpickles versions 3 and 4)
+READABLE = frozenset({3, 4, VERSION})
 
 
 class SnapshotRefused(ValueError):

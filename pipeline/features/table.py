@@ -9,8 +9,10 @@ so an event touches a few adjacent cache lines and the table holds no other obje
 
 Two layouts share the probing:
 
-* a **pair table** (:func:`pairs`): ``t[0]`` is the number of keys, ``t[1]`` is unused,
-  then ``cap`` slots of two words, ``key, value``;
+* a **pair table** (:func:`pairs`): ``t[0]`` is the number of keys, ``t[1]`` the number
+  ``h`` of header words that follow it (its owner's, carried through every rebuild: an
+  account keeps its recent event ids there rather than in an array of their own), then
+  ``cap`` slots of two words, ``key, value``;
 * a **packed table** (:func:`packed`): ``t[0]`` is the number of keys, then ``cap``
   one-word slots, each ``key << PACK_BITS | value`` (for values below ``2**PACK_BITS``).
 
@@ -77,7 +79,7 @@ def _keep_all(key: int, value: int) -> bool:
     return True
 
 
-# ---- pair tables: count, unused, then (key, value) slots ----
+# ---- pair tables: count, header length h, h header words, then (key, value) slots ----
 
 
 #: one zero word: a table is made by repeating it, which allocates exactly the table (an
@@ -86,17 +88,30 @@ def _keep_all(key: int, value: int) -> bool:
 _ZERO = array("Q", [0])
 
 
-def pairs(cap: int = PAIRS_MIN) -> array:
-    """An empty pair table of ``cap`` slots (a power of two)."""
-    return _ZERO * (2 * (cap + 1))
+def pairs(cap: int = PAIRS_MIN, head: int = 0) -> array:
+    """An empty pair table of ``cap`` slots (a power of two) after ``head`` zero header
+    words."""
+    t = _ZERO * (2 + head + 2 * cap)
+    t[1] = head
+    return t
+
+
+def pair_base(t: array) -> int:
+    """Where the slots of pair table ``t`` start (after its header)."""
+    return 2 + t[1]
+
+
+def pair_cap(t: array) -> int:
+    return (len(t) - 2 - t[1]) >> 1
 
 
 def pair_find(t: array, key: int) -> int:
     """Index in ``t`` of ``key``'s slot, or of the empty slot where it would go."""
-    cap = (len(t) >> 1) - 1
+    base = 2 + t[1]
+    cap = (len(t) - base) >> 1
     i = _slot(key, cap)
     while True:
-        p = 2 + 2 * i
+        p = base + 2 * i
         k = t[p]
         if k == key or k == 0:
             return p
@@ -112,7 +127,7 @@ def pair_set(t: array, key: int, value: int) -> array:
     """Set ``key`` to ``value``; returns the table (a new, larger one after a growth)."""
     p = pair_find(t, key)
     if not t[p]:
-        cap = (len(t) >> 1) - 1
+        cap = pair_cap(t)
         if _room(t[0], cap) != cap:
             t = pair_rebuild(t, _keep_all, _room(t[0], cap))
             p = pair_find(t, key)
@@ -124,16 +139,19 @@ def pair_set(t: array, key: int, value: int) -> array:
 
 def pair_items(t: array) -> Iterator[tuple[int, int]]:
     """(key, value) of every key, in slot order."""
-    for p in range(2, len(t), 2):
+    for p in range(2 + t[1], len(t), 2):
         if t[p]:
             yield t[p], t[p + 1]
 
 
 def pair_rebuild(t: array, keep: Callable[[int, int], bool], cap: int | None = None) -> array:
     """A table of the entries for which ``keep(key, value)`` holds, re-inserted in slot
-    order, of ``cap`` slots (None: the fewest from PAIRS_MIN up that hold them)."""
+    order, of ``cap`` slots (None: the fewest from PAIRS_MIN up that hold them), with
+    ``t``'s header."""
     kept = [(k, v) for k, v in pair_items(t) if keep(k, v)]
-    out = pairs(_room(len(kept) - 1, PAIRS_MIN) if cap is None else cap)
+    base = pair_base(t)
+    out = pairs(_room(len(kept) - 1, PAIRS_MIN) if cap is None else cap, base - 2)
+    out[2:base] = t[2:base]
     for k, v in kept:
         p = pair_find(out, k)
         out[p] = k

@@ -35,6 +35,8 @@ every byte counts a hundred thousand times):
   already open still counts exactly), its dimension and a ``known`` flag (the account's
   learned history uses it). Distinct counts for any window are a scan of that small
   table. No value string is kept at all;
+* the account's last :data:`RECENT_IDS` event ids (hashes, to recognise redeliveries)
+  are that table's header, not an array of their own;
 * prompt fingerprints live in a second, packed table (at most :data:`FP_CAP`, a 31-bit
   hash and the last bucket each), only to tell repeats (templates) from one-off prompts
   within the view;
@@ -102,7 +104,11 @@ FP_CAP = 64  # prompt fingerprints remembered per account (enough to see templat
 NEW_MODEL_SECONDS = 86_400.0  # a model first seen less than a day ago is "new"
 _GAP_MAX = 3_600.0  # gaps longer than an hour are absences, not pacing
 RECENT_IDS = 8  # event ids remembered per account to recognise redelivered duplicates
-_NO_IDS = (0,) * RECENT_IDS
+#: the header of an account's ``seen`` table: the cursor of its ring of recent event ids,
+#: then the ring (an array of their own cost an account 144 bytes and two slots)
+IDS_HEAD = 1 + RECENT_IDS
+_IDS_AT = 2  # where the cursor is in the table; the ids follow it
+_M64 = (1 << 64) - 1
 
 
 def seen_key(dim: int, value: str | int) -> int:
@@ -126,10 +132,8 @@ def fp_label(key: int) -> str:
 
 
 def event_id_hash(event_id: str) -> int:
-    """64-bit hash of an event id, stable across processes (snapshots carry it)."""
-    return int.from_bytes(
-        _blake2b(event_id.encode(), digest_size=8).digest(), "little", signed=True
-    )
+    """Unsigned 64-bit hash of an event id, stable across processes (snapshots carry it)."""
+    return int.from_bytes(_blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 
 def view_phase(account_id: str) -> int:
@@ -158,8 +162,6 @@ class AccountState:
         "drift",
         "fps",
         "hours_mask",
-        "ids",
-        "ids_at",
         "last_ts",
         "mask_hour",
         "phase",
@@ -176,7 +178,8 @@ class AccountState:
         # then in index order the closed buckets inside the short view (those at or below
         # the last closed index) and the open ones (usually one; two around a boundary)
         self.buckets = array("d")
-        self.seen: array = pairs()  # seen_key -> stamp (see _stamp)
+        # seen_key -> stamp (see _stamp), after the recent event ids (IDS_HEAD)
+        self.seen: array = pairs(head=IDS_HEAD)
         self.last_ts = 0.0
         self.hours_mask = 0  # UTC hours of day active in the last 24 h
         self.mask_hour = 0  # absolute hour of the mask's last update
@@ -185,14 +188,19 @@ class AccountState:
         self.drift = None  # the detector's per-account drift model (created on demand)
         self.views = 0  # short views scored (the history's length)
         self.fps: array | None = None  # fp_key -> last bucket << 1 | repeated (packed)
-        self.ids = array("q", _NO_IDS)  # stable hashes of the last RECENT_IDS event ids
-        self.ids_at = 0
 
     def __setstate__(self, state: tuple[None, dict]) -> None:
-        """Unpickle, also from a version-3 snapshot (``state.VERSION``), which held the
-        buckets as arrays in lists: ``ring`` (closed) and ``open``, and ``cur``, and the
-        hour accumulator apart (``hour``, its IDX the minutes)."""
+        """Unpickle, also from older snapshots (``state.VERSION``): versions 3 and 4 held
+        the recent event ids in an array of their own (``ids``, signed, and ``ids_at``),
+        and version 3 held the buckets as arrays in lists: ``ring`` (closed) and ``open``,
+        and ``cur``, and the hour accumulator apart (``hour``, its IDX the minutes)."""
         slots = dict(state[1])
+        ids = slots.pop("ids", None)
+        at = slots.pop("ids_at", 0)
+        if ids is not None:  # the seen table had no header then (its second word was 0)
+            old = slots["seen"]
+            head = array("Q", [old[0], IDS_HEAD, at, *(h & _M64 for h in ids)])
+            slots["seen"] = head + old[2:]
         ring, opened = slots.pop("ring", None), slots.pop("open", None)
         slots.pop("cur", None)
         hour = slots.pop("hour", None)
@@ -382,12 +390,12 @@ class WindowStore:
         if st is None:
             st = self.accounts[acct_id] = AccountState(acct_id)
         h = event_id_hash(ev.event_id)
-        ids = st.ids
-        if h in ids:
+        seen = st.seen
+        if h in seen[_IDS_AT + 1 : _IDS_AT + 1 + RECENT_IDS]:
             return False
-        at = st.ids_at
-        ids[at] = h
-        st.ids_at = (at + 1) % RECENT_IDS
+        at = seen[_IDS_AT]
+        seen[_IDS_AT + 1 + at] = h
+        seen[_IDS_AT] = (at + 1) % RECENT_IDS
         ts = ev.ts
         index = int(ts // self.bucket_seconds)
         if self.max_ts is None:

@@ -75,11 +75,12 @@ def test_tampered_or_unsigned_snapshots_are_refused() -> None:
     assert isinstance(_read(signed, secret="other")["requests:0"], SnapshotRefused)
 
 
-def test_the_previous_version_is_read_older_ones_are_refused() -> None:
-    """Version 3 differs only in how an account's buckets were held, and its accounts
-    unpickle into today's layout (tests/unit/test_windows.py); 2 is refused by name."""
+def test_the_previous_versions_are_read_older_ones_are_refused() -> None:
+    """Versions 3 and 4 differ only in how an account's buckets and recent event ids were
+    held, and their accounts unpickle into today's layout (tests/unit/test_windows.py); 2
+    is refused by name."""
     records = encode_snapshot(Snapshot("requests:0", 5, 1, "state"), generation=1)
-    for version, readable in ((VERSION, True), (3, True), (2, False), (None, False)):
+    for version, readable in ((VERSION, True), (4, True), (3, True), (2, False), (None, False)):
         manifest = orjson.loads(records[-1][1])
         manifest["version"] = version
         got = _read([*records[:-1], (records[-1][0], orjson.dumps(manifest))])["requests:0"]

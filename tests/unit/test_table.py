@@ -9,23 +9,31 @@ from hypothesis import strategies as st
 
 from pipeline import _hot
 from pipeline.features import table
-from pipeline.features.windows import _LAST, KNOWN, _Tables
+from pipeline.features.windows import _LAST, IDS_HEAD, KNOWN, _Tables
 
 KEYS = st.integers(min_value=1, max_value=2**64 - 1)
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80)
 
 
-@given(st.lists(st.tuples(KEYS, st.integers(0, 2**64 - 1)), max_size=300))
-def test_pair_table_behaves_as_a_dict(ops: list[tuple[int, int]]) -> None:
-    t, model = table.pairs(), {}
+@given(
+    st.lists(st.tuples(KEYS, st.integers(0, 2**64 - 1)), max_size=300),
+    st.lists(st.integers(0, 2**64 - 1), max_size=12),
+)
+def test_pair_table_behaves_as_a_dict_and_keeps_its_header(
+    ops: list[tuple[int, int]], head: list[int]
+) -> None:
+    t, model = table.pairs(head=len(head)), {}
+    t[2 : 2 + len(head)] = array("Q", head)
     for key, value in ops:
         t = table.pair_set(t, key, value)
         model[key] = value
     assert t[0] == len(model)
     assert dict(table.pair_items(t)) == model
     assert all(table.pair_get(t, k) == v for k, v in model.items())
-    cap = (len(t) >> 1) - 1
+    cap = table.pair_cap(t)
     assert cap & (cap - 1) == 0 and len(model) * 4 <= cap * 3  # a power of two, <= 3/4 full
+    assert len(t) == 2 + len(head) + 2 * cap
+    assert list(t[1 : 2 + len(head)]) == [len(head), *head]  # carried through every growth
 
 
 @given(
@@ -77,7 +85,7 @@ SEEN_VALUES = st.builds(
 def test_close_path_table_operations_in_c_equal_python(
     entries: list[tuple[int, int]], hi: int, width: int
 ) -> None:
-    seen = table.pairs()
+    seen = _with_ids(table.pairs(head=IDS_HEAD))
     for key, value in entries:
         seen = table.pair_set(seen, key, value)
     lo = hi - width
@@ -85,6 +93,7 @@ def test_close_path_table_operations_in_c_equal_python(
     c, py = _hot.prune_seen(seen, lo), _Tables.prune_seen(seen, lo)
     assert (c is None) == (py is None) and (c is None or c == py)
     if py is not None:
+        assert py[1 : 2 + IDS_HEAD] == seen[1 : 2 + IDS_HEAD]  # the header, carried
         floor = (lo + 1) << _LAST
         assert all(v >= floor or v & KNOWN for _, v in table.pair_items(py))
     fps = table.packed()
@@ -105,7 +114,7 @@ def test_remember_in_c_equals_python(
     entries: list[tuple[int, int]], net_at: list[int], agent_at: list[int]
 ) -> None:
     """Known flags set in place, at most KNOWN_CAP per dimension, only for present keys."""
-    seen = table.pairs()
+    seen = _with_ids(table.pairs(head=IDS_HEAD))
     for key, value in entries:
         seen = table.pair_set(seen, key, value)
     keys = [k for k, _ in entries] + [0x1234, 7]  # present keys, and absent ones
@@ -129,3 +138,10 @@ def test_remember_stops_at_the_cap() -> None:
         remember(t, nets, agents)
         known = [k for k, v in table.pair_items(t) if v & KNOWN]
         assert sorted(known) == [*nets[:KNOWN_CAP], *agents[:KNOWN_CAP]]
+
+
+def _with_ids(t: array) -> array:
+    """An account's seen table: its header (the event-id ring) filled with non-zero words,
+    so that an operation reading it as slots, or losing it, shows."""
+    t[2 : 2 + IDS_HEAD] = array("Q", [3, *range(2**63, 2**63 + IDS_HEAD - 1)])
+    return t

@@ -6,6 +6,7 @@ import itertools
 import pickle
 from array import array
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -178,7 +179,7 @@ def test_views_in_c_are_make_views(seen: list, fps: list, b: dict) -> None:
     from pipeline.features.table import packed, packed_set, pair_set, pairs
 
     state = w.AccountState("acct-v")
-    table = pairs()
+    table = pairs(head=w.IDS_HEAD)
     for dim, value, last in seen:  # a value of dimension ``dim`` last seen in bucket ``last``
         table = pair_set(table, w.seen_key(dim, f"v{value}"), w._stamp(None, last, dim))
     state.seen = table
@@ -228,15 +229,19 @@ def _v3_fixture_events(ws: WindowStore) -> None:
     add(101, 905.0, "198.51.100.9")  # bucket 15, opened after 16
 
 
-def test_a_version_3_account_state_loads_as_the_same_state() -> None:
-    """A snapshot of state.VERSION 3 unpickles into the flat bucket layout (the hour
-    accumulator included), equal to the state that the same events give today, on either
-    path."""
+@pytest.mark.parametrize("version", [3, 4])
+def test_an_older_account_state_loads_as_the_same_state(version: int) -> None:
+    """A snapshot of state.VERSION 3 (buckets in lists) or 4 (recent event ids, signed, in
+    an array of their own) unpickles into today's layout: the flat buckets, the hour
+    accumulator first, and the ids in the seen table's header. It equals the state that the
+    same events give today, on either path. (Both fixtures were pickled by their version's
+    code from ``_v3_fixture_events``; version 4's ring has wrapped and holds negative ids.)"""
     from pathlib import Path
 
     from tests.unit.test_hot import _plain
 
-    old = pickle.loads((Path(__file__).parent / "data" / "account_state_v3.pickle").read_bytes())
+    path = Path(__file__).parent / "data" / f"account_state_v{version}.pickle"
+    old = pickle.loads(path.read_bytes())
     # the hour accumulator first (minus its 4 minutes), then the buckets in index order
     assert [b[IDX] for b in _buckets(old)] == [-4, 10, 11, 12, 13, 14, 15, 16]
     for native in (True, False):
