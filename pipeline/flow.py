@@ -160,7 +160,7 @@ class Shard:
         Closed 5-minute views with campaign links go into ``digest`` for the campaign stage.
         """
         entries = digest.entries
-        for index, views in self.windows.advance():
+        for index, views in self.windows.closing():  # lazily: see there
             age = index - (self.first_index if self.first_index is not None else index)
             inputs = []
             for view in views:

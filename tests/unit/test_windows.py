@@ -252,3 +252,31 @@ def test_an_older_account_state_loads_as_the_same_state(version: int) -> None:
 
 def _buckets(st: AccountState) -> list[array]:
     return [st.buckets[i : i + K] for i in range(0, len(st.buckets), K)]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_views_are_made_as_they_are_iterated(native: bool) -> None:
+    """closing() makes a view only when it is asked for (a minute's views for every account
+    at once were a worker's largest transient allocation), and gives the views advance()
+    collects."""
+    stores = [WindowStore(60, 5, grace_seconds=0, native=native) for _ in range(2)]
+    for ws in stores:
+        for a in range(40):  # 40 young accounts, each with a view due at minute 10
+            for i in range(4):
+                ws.add(_rec(T0 + i, f"a{a:02d}", 0, 0, None))
+        ws.add(_rec(T0 + 61, "a00", 0, 0, None))  # the watermark passes minute 10
+    lazy, eager = stores
+    made = []
+    maker = lazy._view_maker()
+    lazy._view_maker = lambda: lambda *args: made.append(args[1]) or maker(*args)
+    closing = lazy.closing()
+    index, views = next(closing)
+    assert made == []
+    first = next(views)
+    assert len(made) == 1 and first.account_id == "a00"
+    got = [first, *views]
+    assert len(made) == len(got) == 40
+    assert next(closing, None) is None and lazy.closed_through == index
+    assert [(index, [(v.account_id, v.counts) for v in got])] == [
+        (i, [(v.account_id, v.counts) for v in vs]) for i, vs in eager.advance()
+    ]
