@@ -38,7 +38,12 @@ enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 #define S_BACK 4
 #define BACK_MAX ((1LL << 28) - 1)
 #define RECENT_IDS 8
-#define IDS_HEAD (RECENT_IDS + 1) /* the seen table's header: the ring's cursor, its ids */
+/* an account's seen table's header (windows.HEAD): the event-id ring's cursor, its ids,
+ * the account's last_ts (the bits of a double), its hours, its views */
+#define HEAD (RECENT_IDS + 4)
+#define H_IDS_AT 2
+#define H_IDS 3
+#define H_LAST_TS (H_IDS + RECENT_IDS)
 #define FP_CAP 64
 #define KNOWN_CAP 32
 #define SEEN_CAP 256
@@ -75,7 +80,7 @@ enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R
 /* attribute names */
 static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_buckets, *a_seen,
-    *a_last_ts, *a_fps, *a_cache, *a_overrides, *a_lookup, *a_kind,
+    *a_fps, *a_cache, *a_overrides, *a_lookup, *a_kind,
     *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_phase, *a_stats_short,
     *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour, *a_active_flag;
 
@@ -1923,15 +1928,15 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     if (st == NULL) goto error;
 
     /* duplicates (one of the account's last event ids, in its seen table's header:
-     * windows.IDS_HEAD): Python path */
+     * windows.HEAD): Python path */
     uint64_t h = (uint64_t)blake2b_64((const uint8_t *)e.s[R_EVENT_ID], (size_t)e.n[R_EVENT_ID]);
     PyObject *seen_obj = PyObject_GetAttr(st, a_seen);
     if (seen_obj == NULL || table_open(&seen, seen_obj) < 0) goto error;
-    if (!is_pair_table(seen.t, seen.n) || seen.t[1] != IDS_HEAD) goto fallback; /* not ours */
-    uint64_t at = seen.t[2];
+    if (!is_pair_table(seen.t, seen.n) || seen.t[1] != HEAD) goto fallback; /* not ours */
+    uint64_t at = seen.t[H_IDS_AT];
     if (at >= RECENT_IDS) goto fallback; /* never so; the write below relies on it */
     for (int i = 0; i < RECENT_IDS; i++)
-        if (seen.t[3 + i] == h) goto fallback;
+        if (seen.t[H_IDS + i] == h) goto fallback;
 
     if (get_ll_attr(ws, a_view_buckets, &view_buckets) < 0) goto error;
     if (get_double_attr(ws, a_grace, &grace) < 0) goto error;
@@ -1952,8 +1957,8 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     int risky = nk.risky;
 
     /* ---- from here on, the event is counted (no more fallbacks) ---- */
-    seen.t[3 + at] = h;
-    seen.t[2] = (at + 1) % RECENT_IDS;
+    seen.t[H_IDS + at] = h;
+    seen.t[H_IDS_AT] = (at + 1) % RECENT_IDS;
     double ts = e.ts;
     if (ts > max_ts) {
         max_ts = ts;
@@ -2025,8 +2030,8 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     if (risky) b[RISKY] += 1;
     if (ts < b[FIRST]) b[FIRST] = ts;
     if (ts > b[LAST]) b[LAST] = ts;
-    double last;
-    if (get_double_attr(st, a_last_ts, &last) < 0) goto error;
+    double last; /* the seen table is the one opened above: no see() has grown it yet */
+    memcpy(&last, &seen.t[H_LAST_TS], 8);
     if (ts > last) {
         double gap = ts - last;
         if (gap < GAP_MAX) {
@@ -2034,7 +2039,7 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
             b[GSUM] += gap;
             b[GSQ] += gap * gap;
         }
-        if (set_double_attr(st, a_last_ts, ts) < 0) goto error;
+        memcpy(&seen.t[H_LAST_TS], &ts, 8);
     }
 
     /* distinct values */
@@ -2403,7 +2408,6 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_grace, "grace");
     INTERN(a_buckets, "buckets");
     INTERN(a_seen, "seen");
-    INTERN(a_last_ts, "last_ts");
     INTERN(a_fps, "fps");
     INTERN(a_cache, "_cache");
     INTERN(a_overrides, "overrides");

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -105,11 +106,17 @@ FP_CAP = 64  # prompt fingerprints remembered per account (enough to see templat
 NEW_MODEL_SECONDS = 86_400.0  # a model first seen less than a day ago is "new"
 _GAP_MAX = 3_600.0  # gaps longer than an hour are absences, not pacing
 RECENT_IDS = 8  # event ids remembered per account to recognise redelivered duplicates
-#: the header of an account's ``seen`` table: the cursor of its ring of recent event ids,
-#: then the ring (an array of their own cost an account 144 bytes and two slots)
-IDS_HEAD = 1 + RECENT_IDS
-_IDS_AT = 2  # where the cursor is in the table; the ids follow it
+# The header of an account's ``seen`` table (table.pairs' ``head``) holds the account's
+# scalar state as words: an array of their own cost the event ids 144 bytes, and each
+# slot 8 bytes plus, for a float or an int past 256, an object of 24-32 bytes.
+_IDS_AT = 2  # the cursor of the ring of recent event ids
+_IDS = 3  # the ring: RECENT_IDS event-id hashes
+_LAST_TS = _IDS + RECENT_IDS  # the account's latest event time, as the bits of a float
+_HOURS = _LAST_TS + 1  # mask_hour << 24 | hours_mask (AccountState.hours_mask)
+_VIEWS = _HOURS + 1  # short views scored (AccountState.views)
+HEAD = _VIEWS - 1  # header words
 _M64 = (1 << 64) - 1
+_F64, _U64 = struct.Struct("<d"), struct.Struct("<Q")
 
 
 def seen_key(dim: int, value: str | int) -> int:
@@ -162,14 +169,10 @@ class AccountState:
         "buckets",
         "drift",
         "fps",
-        "hours_mask",
-        "last_ts",
-        "mask_hour",
         "phase",
         "seen",
         "stats_long",
         "stats_short",
-        "views",
     )
 
     def __init__(self, account_id: str) -> None:
@@ -179,28 +182,60 @@ class AccountState:
         # then in index order the closed buckets inside the short view (those at or below
         # the last closed index) and the open ones (usually one; two around a boundary)
         self.buckets = array("d")
-        # seen_key -> stamp (see _stamp), after the recent event ids (IDS_HEAD)
-        self.seen: array = pairs(head=IDS_HEAD)
-        self.last_ts = 0.0
-        self.hours_mask = 0  # UTC hours of day active in the last 24 h
-        self.mask_hour = 0  # absolute hour of the mask's last update
+        # seen_key -> stamp (see _stamp), after the header (HEAD): the recent event ids,
+        # last_ts, hours_mask and mask_hour, views; all zero (0.0 for last_ts)
+        self.seen: array = pairs(head=HEAD)
         self.stats_short: array | None = None
         self.stats_long: array | None = None
         self.drift = None  # the detector's per-account drift model (created on demand)
-        self.views = 0  # short views scored (the history's length)
         self.fps: array | None = None  # fp_key -> last bucket << 1 | repeated (packed)
+
+    @property
+    def last_ts(self) -> float:
+        """The time of the account's latest event (its gaps are measured from it)."""
+        return _F64.unpack(_U64.pack(self.seen[_LAST_TS]))[0]
+
+    @last_ts.setter
+    def last_ts(self, ts: float) -> None:
+        self.seen[_LAST_TS] = _U64.unpack(_F64.pack(ts))[0]
+
+    @property
+    def hours_mask(self) -> int:
+        """The UTC hours of day the account was active in, over the last 24 hours."""
+        return self.seen[_HOURS] & 0xFFFFFF
+
+    @property
+    def mask_hour(self) -> int:
+        """The absolute hour of ``hours_mask``'s last update."""
+        return self.seen[_HOURS] >> 24
+
+    def set_hours(self, mask: int, hour: int) -> None:
+        self.seen[_HOURS] = hour << 24 | mask
+
+    @property
+    def views(self) -> int:
+        """Short views scored: the length of the account's learned history."""
+        return self.seen[_VIEWS]
+
+    @views.setter
+    def views(self, n: int) -> None:
+        self.seen[_VIEWS] = n
 
     def __setstate__(self, state: tuple[None, dict]) -> None:
         """Unpickle, also from older snapshots (``state.VERSION``): versions 3 and 4 held
-        the recent event ids in an array of their own (``ids``, signed, and ``ids_at``),
-        and version 3 held the buckets as arrays in lists: ``ring`` (closed) and ``open``,
-        and ``cur``, and the hour accumulator apart (``hour``, its IDX the minutes)."""
+        the recent event ids in an array of their own (``ids``, signed, and ``ids_at``)
+        and ``last_ts``, ``hours_mask``, ``mask_hour`` and ``views`` in slots, and version
+        3 held the buckets as arrays in lists: ``ring`` (closed) and ``open``, and
+        ``cur``, and the hour accumulator apart (``hour``, its IDX the minutes)."""
         slots = dict(state[1])
         ids = slots.pop("ids", None)
-        at = slots.pop("ids_at", 0)
         if ids is not None:  # the seen table had no header then (its second word was 0)
             old = slots["seen"]
-            head = array("Q", [old[0], IDS_HEAD, at, *(h & _M64 for h in ids)])
+            head = array("Q", [old[0], HEAD, slots.pop("ids_at", 0)])
+            head.extend(h & _M64 for h in ids)
+            head.extend(_U64.unpack(_F64.pack(slots.pop("last_ts", 0.0))))
+            head.append(slots.pop("mask_hour", 0) << 24 | slots.pop("hours_mask", 0))
+            head.append(slots.pop("views", 0))
             slots["seen"] = head + old[2:]
         ring, opened = slots.pop("ring", None), slots.pop("open", None)
         slots.pop("cur", None)
@@ -392,10 +427,10 @@ class WindowStore:
             st = self.accounts[acct_id] = AccountState(acct_id)
         h = event_id_hash(ev.event_id)
         seen = st.seen
-        if h in seen[_IDS_AT + 1 : _IDS_AT + 1 + RECENT_IDS]:
+        if h in seen[_IDS : _IDS + RECENT_IDS]:
             return False
         at = seen[_IDS_AT]
-        seen[_IDS_AT + 1 + at] = h
+        seen[_IDS + at] = h
         seen[_IDS_AT] = (at + 1) % RECENT_IDS
         ts = ev.ts
         index = int(ts // self.bucket_seconds)
@@ -663,8 +698,7 @@ class WindowStore:
             else:  # forget the hours of day last seen 24 or more hours ago
                 for old in range(st.mask_hour - 23, hour_no - 23):
                     mask &= ~(1 << (old % 24))
-            st.hours_mask = mask | (1 << (hour_no % 24))
-            st.mask_hour = hour_no
+            st.set_hours(mask | (1 << (hour_no % 24)), hour_no)
             view = None
             if h is not None and h[REQ] >= self.min_long:
                 view = make(LONG, st, float(start), float(end), h, index - hb, index, -h[IDX])

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pipeline import _hot
 from pipeline.features import table
-from pipeline.features.windows import _LAST, IDS_HEAD, KNOWN, _Tables
+from pipeline.features.windows import _LAST, HEAD, KNOWN, _Tables
 
 KEYS = st.integers(min_value=1, max_value=2**64 - 1)
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80)
@@ -85,7 +85,7 @@ SEEN_VALUES = st.builds(
 def test_close_path_table_operations_in_c_equal_python(
     entries: list[tuple[int, int]], hi: int, width: int
 ) -> None:
-    seen = _with_ids(table.pairs(head=IDS_HEAD))
+    seen = _with_ids(table.pairs(head=HEAD))
     for key, value in entries:
         seen = table.pair_set(seen, key, value)
     lo = hi - width
@@ -93,7 +93,7 @@ def test_close_path_table_operations_in_c_equal_python(
     c, py = _hot.prune_seen(seen, lo), _Tables.prune_seen(seen, lo)
     assert (c is None) == (py is None) and (c is None or c == py)
     if py is not None:
-        assert py[1 : 2 + IDS_HEAD] == seen[1 : 2 + IDS_HEAD]  # the header, carried
+        assert py[1 : 2 + HEAD] == seen[1 : 2 + HEAD]  # the header, carried
         floor = (lo + 1) << _LAST
         assert all(v >= floor or v & KNOWN for _, v in table.pair_items(py))
     fps = table.packed()
@@ -114,7 +114,7 @@ def test_remember_in_c_equals_python(
     entries: list[tuple[int, int]], net_at: list[int], agent_at: list[int]
 ) -> None:
     """Known flags set in place, at most KNOWN_CAP per dimension, only for present keys."""
-    seen = _with_ids(table.pairs(head=IDS_HEAD))
+    seen = _with_ids(table.pairs(head=HEAD))
     for key, value in entries:
         seen = table.pair_set(seen, key, value)
     keys = [k for k, _ in entries] + [0x1234, 7]  # present keys, and absent ones
@@ -143,5 +143,5 @@ def test_remember_stops_at_the_cap() -> None:
 def _with_ids(t: array) -> array:
     """An account's seen table: its header (the event-id ring) filled with non-zero words,
     so that an operation reading it as slots, or losing it, shows."""
-    t[2 : 2 + IDS_HEAD] = array("Q", [3, *range(2**63, 2**63 + IDS_HEAD - 1)])
+    t[2 : 2 + HEAD] = array("Q", [3, *range(2**63, 2**63 + HEAD - 1)])
     return t

@@ -179,7 +179,7 @@ def test_views_in_c_are_make_views(seen: list, fps: list, b: dict) -> None:
     from pipeline.features.table import packed, packed_set, pair_set, pairs
 
     state = w.AccountState("acct-v")
-    table = pairs(head=w.IDS_HEAD)
+    table = pairs(head=w.HEAD)
     for dim, value, last in seen:  # a value of dimension ``dim`` last seen in bucket ``last``
         table = pair_set(table, w.seen_key(dim, f"v{value}"), w._stamp(None, last, dim))
     state.seen = table
