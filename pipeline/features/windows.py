@@ -35,8 +35,9 @@ every byte counts a hundred thousand times):
   already open still counts exactly), its dimension and a ``known`` flag (the account's
   learned history uses it). Distinct counts for any window are a scan of that small
   table. No value string is kept at all;
-* the account's last :data:`RECENT_IDS` event ids (hashes, to recognise redeliveries)
-  are that table's header, not an array of their own;
+* the account's scalar state is that table's header (:data:`HEAD` words), not objects of
+  its own: its last :data:`RECENT_IDS` event ids (hashes, to recognise redeliveries), the
+  time of its latest event, the hours of day it was active in and its view count;
 * prompt fingerprints live in a second, packed table (at most :data:`FP_CAP`, a 31-bit
   hash and the last bucket each), only to tell repeats (templates) from one-off prompts
   within the view;
