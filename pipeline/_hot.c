@@ -589,20 +589,22 @@ typedef struct {
     uint64_t n;
 } RTable;
 
-static int rtable(PyObject *obj, RTable *r) {
+/* a table opened for reading; ``pairs``: it must be a pair table (its header length read
+ * from it is then safe to use) */
+static int rtable(PyObject *obj, RTable *r, int pairs) {
     if (PyObject_GetBuffer(obj, &r->view, PyBUF_SIMPLE) < 0) return -1;
     r->t = (const uint64_t *)r->view.buf;
     r->n = (uint64_t)r->view.len / 8;
-    if (r->view.len % 8 || r->n < 2) {
+    if (r->view.len % 8 || r->n < 2 || (pairs && !is_pair_table(r->t, r->n))) {
         PyBuffer_Release(&r->view);
-        PyErr_SetString(PyExc_ValueError, "not an integer table");
+        PyErr_SetString(PyExc_ValueError, pairs ? "not a pair table" : "not an integer table");
         return -1;
     }
     return 0;
 }
 
 /* the arguments (table, int[, int]) of a close-path function; the table opened for reading */
-static int table_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t ints,
+static int table_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t ints, int pairs,
                       const char *usage, RTable *r, long long *a, long long *b) {
     if (nargs != 1 + ints) {
         PyErr_SetString(PyExc_TypeError, usage);
@@ -611,13 +613,13 @@ static int table_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t ints,
     long long *out[2] = {a, b};
     for (Py_ssize_t i = 0; i < ints; i++)
         if ((*out[i] = PyLong_AsLongLong(args[1 + i])) == -1 && PyErr_Occurred()) return -1;
-    return rtable(args[0], r);
+    return rtable(args[0], r, pairs);
 }
 
 static PyObject *hot_expire_fps(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     long long through;
     RTable r;
-    if (table_args(args, nargs, 1, "expire_fps(fps, through)", &r, &through, NULL) < 0)
+    if (table_args(args, nargs, 1, 0, "expire_fps(fps, through)", &r, &through, NULL) < 0)
         return NULL;
     PyObject *out = filtered(r.t, r.n, 0, floor_of(through, 1), 0, PACKED_MIN);
     PyBuffer_Release(&r.view);
@@ -627,13 +629,8 @@ static PyObject *hot_expire_fps(PyObject *self, PyObject *const *args, Py_ssize_
 static PyObject *hot_prune_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     long long through;
     RTable r;
-    if (table_args(args, nargs, 1, "prune_seen(seen, through)", &r, &through, NULL) < 0)
+    if (table_args(args, nargs, 1, 1, "prune_seen(seen, through)", &r, &through, NULL) < 0)
         return NULL;
-    if (!is_pair_table(r.t, r.n)) {
-        PyBuffer_Release(&r.view);
-        PyErr_SetString(PyExc_ValueError, "not a pair table");
-        return NULL;
-    }
     PyObject *out = filtered(r.t, r.n, 1, floor_of(through, S_LAST), 1, PAIRS_MIN);
     PyBuffer_Release(&r.view);
     return out;
@@ -642,12 +639,8 @@ static PyObject *hot_prune_seen(PyObject *self, PyObject *const *args, Py_ssize_
 static PyObject *hot_scan_seen(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     long long lo, hi;
     RTable r;
-    if (table_args(args, nargs, 2, "scan_seen(seen, lo, hi)", &r, &lo, &hi) < 0) return NULL;
-    if (!is_pair_table(r.t, r.n)) {
-        PyBuffer_Release(&r.view);
-        PyErr_SetString(PyExc_ValueError, "not a pair table");
+    if (table_args(args, nargs, 2, 1, "scan_seen(seen, lo, hi)", &r, &lo, &hi) < 0)
         return NULL;
-    }
     long distinct[8] = {0};
     PyObject *nets = PyList_New(0), *agents = PyList_New(0), *ips = PyList_New(0), *out = NULL;
     if (nets == NULL || agents == NULL || ips == NULL) goto done;
@@ -720,7 +713,7 @@ static PyObject *hot_remember(PyObject *self, PyObject *const *args, Py_ssize_t 
 static PyObject *hot_repeated_fps(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     long long lo;
     RTable r;
-    if (table_args(args, nargs, 1, "repeated_fps(fps, lo)", &r, &lo, NULL) < 0) return NULL;
+    if (table_args(args, nargs, 1, 0, "repeated_fps(fps, lo)", &r, &lo, NULL) < 0) return NULL;
     PyObject *out = PyList_New(0);
     for (uint64_t p = 1; out != NULL && p < r.n; p++) {
         uint64_t w = r.t[p], v = w & PACK_MASK;
@@ -1009,14 +1002,8 @@ static int refilter(PyObject *st, PyObject *attr, int pairs, uint64_t floor_, in
         return 0;
     }
     RTable r;
-    if (rtable(obj, &r) < 0) {
+    if (rtable(obj, &r, pairs) < 0) {
         Py_DECREF(obj);
-        return -1;
-    }
-    if (pairs && !is_pair_table(r.t, r.n)) {
-        PyBuffer_Release(&r.view);
-        Py_DECREF(obj);
-        PyErr_SetString(PyExc_ValueError, "not a pair table");
         return -1;
     }
     PyObject *nt = Py_None;

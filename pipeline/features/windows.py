@@ -120,6 +120,15 @@ _M64 = (1 << 64) - 1
 _F64, _U64 = struct.Struct("<d"), struct.Struct("<Q")
 
 
+def _float_bits(x: float) -> int:
+    """A float as the word that holds it (its IEEE 754 bits; C copies them as they are)."""
+    return _U64.unpack(_F64.pack(x))[0]
+
+
+def _bits_float(w: int) -> float:
+    return _F64.unpack(_U64.pack(w))[0]
+
+
 def seen_key(dim: int, value: str | int) -> int:
     """The ``seen`` table's key of a value of dimension ``dim`` (an ASN is an int)."""
     h = value % M61 if type(value) is int else value_hash(value)
@@ -194,11 +203,11 @@ class AccountState:
     @property
     def last_ts(self) -> float:
         """The time of the account's latest event (its gaps are measured from it)."""
-        return _F64.unpack(_U64.pack(self.seen[_LAST_TS]))[0]
+        return _bits_float(self.seen[_LAST_TS])
 
     @last_ts.setter
     def last_ts(self, ts: float) -> None:
-        self.seen[_LAST_TS] = _U64.unpack(_F64.pack(ts))[0]
+        self.seen[_LAST_TS] = _float_bits(ts)
 
     @property
     def hours_mask(self) -> int:
@@ -234,7 +243,7 @@ class AccountState:
             old = slots["seen"]
             head = array("Q", [old[0], HEAD, slots.pop("ids_at", 0)])
             head.extend(h & _M64 for h in ids)
-            head.extend(_U64.unpack(_F64.pack(slots.pop("last_ts", 0.0))))
+            head.append(_float_bits(slots.pop("last_ts", 0.0)))
             head.append(slots.pop("mask_hour", 0) << 24 | slots.pop("hours_mask", 0))
             head.append(slots.pop("views", 0))
             slots["seen"] = head + old[2:]
@@ -552,7 +561,7 @@ class WindowStore:
         once this is exhausted. Why: a minute's views are for up to every active account
         of the partition (every one at an hour's end), and making them all at once, a
         dict of values each, was the largest transient allocation of a worker; the
-        allocator kept that peak, which cost 126 B of resident memory per account at 100k
+        allocator kept that peak, which cost 137 B of resident memory per account at 100k
         accounts (`bench live`'s memory phase). Made lazily, a view is scored and freed
         before the next is made. The views are the same either way: making one reads only
         its own account, and scoring one changes only its own account.

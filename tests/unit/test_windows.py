@@ -261,10 +261,10 @@ def test_views_are_made_as_they_are_iterated(native: bool) -> None:
     collects."""
     stores = [WindowStore(60, 5, grace_seconds=0, native=native) for _ in range(2)]
     for ws in stores:
-        for a in range(40):  # 40 young accounts, each with a view due at minute 10
+        for a in range(40):  # 40 young accounts with a busy first minute: a view each
             for i in range(4):
                 ws.add(_rec(T0 + i, f"a{a:02d}", 0, 0, None))
-        ws.add(_rec(T0 + 61, "a00", 0, 0, None))  # the watermark passes minute 10
+        ws.add(_rec(T0 + 61, "a00", 0, 0, None))  # the watermark passes the first minute
     lazy, eager = stores
     made = []
     maker = lazy._view_maker()
