@@ -39,11 +39,15 @@ enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 #define BACK_MAX ((1LL << 28) - 1)
 #define RECENT_IDS 8
 /* an account's seen table's header (windows.HEAD): the event-id ring's cursor, its ids,
- * the account's last_ts (the bits of a double), its hours, its views */
+ * the account's last_ts (the bits of a double), its hours, its views; then, once learned,
+ * its 5-minute history (windows.STATS doubles' bits: n, last, means, variances) and its
+ * hourly one */
 #define HEAD (RECENT_IDS + 4)
 #define H_IDS_AT 2
 #define H_IDS 3
 #define H_LAST_TS (H_IDS + RECENT_IDS)
+#define STATS 6
+#define H_SHORT (H_LAST_TS + 3)
 #define FP_CAP 64
 #define KNOWN_CAP 32
 #define SEEN_CAP 256
@@ -81,7 +85,7 @@ enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R
 static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_buckets, *a_seen,
     *a_fps, *a_cache, *a_overrides, *a_lookup, *a_kind,
-    *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_phase, *a_stats_short,
+    *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_phase,
     *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour, *a_active_flag;
 
 /* ---- BLAKE2b with an 8-byte digest (hashlib.blake2b(data, digest_size=8)) ---- */
@@ -1020,33 +1024,37 @@ static int refilter(PyObject *st, PyObject *attr, int pairs, uint64_t floor_, in
     return rc;
 }
 
-/* the learned per-minute rates of stats_short: 1 = hot (or no history), 0 = not */
+/* the learned per-minute rates of stats_short (in the seen table's header): 1 = hot (or
+ * no history), 0 = not */
 static int is_hot(PyObject *st, const double *o, double min_short, long long young_views,
                   double hot_log) {
     if (o[REQ] < min_short) return 0;
-    PyObject *s = PyObject_GetAttr(st, a_stats_short);
-    if (s == NULL) return -1;
-    if (s == Py_None) {
-        Py_DECREF(s);
-        return 1;
-    }
+    PyObject *obj = PyObject_GetAttr(st, a_seen);
+    if (obj == NULL) return -1;
     Py_buffer v;
-    if (PyObject_GetBuffer(s, &v, PyBUF_SIMPLE) < 0) {
-        Py_DECREF(s);
+    if (PyObject_GetBuffer(obj, &v, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(obj);
         return -1;
     }
+    const uint64_t *t = (const uint64_t *)v.buf;
+    uint64_t n = (uint64_t)v.len / 8;
     int hot;
-    const double *d = (const double *)v.buf;
-    if (v.len < (Py_ssize_t)(4 * sizeof(double))) {
-        PyErr_SetString(PyExc_ValueError, "stats_short is too short");
+    if (v.len % 8 || !is_pair_table(t, n)) {
+        PyErr_SetString(PyExc_ValueError, "not a pair table");
         hot = -1;
-    } else if (d[0] < (double)young_views) {
-        hot = 1;
+    } else if (t[1] < HEAD + STATS || t[H_SHORT] == 0) {
+        hot = 1; /* no 5-minute history */
     } else {
-        hot = log1p(o[REQ]) >= d[2] + hot_log || log1p(o[CT]) >= d[3] + hot_log;
+        double d[STATS];
+        memcpy(d, &t[H_SHORT], sizeof d);
+        if (d[0] < (double)young_views) {
+            hot = 1;
+        } else {
+            hot = log1p(o[REQ]) >= d[2] + hot_log || log1p(o[CT]) >= d[3] + hot_log;
+        }
     }
     PyBuffer_Release(&v);
-    Py_DECREF(s);
+    Py_DECREF(obj);
     return hot;
 }
 
@@ -1919,7 +1927,7 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     uint64_t h = (uint64_t)blake2b_64((const uint8_t *)e.s[R_EVENT_ID], (size_t)e.n[R_EVENT_ID]);
     PyObject *seen_obj = PyObject_GetAttr(st, a_seen);
     if (seen_obj == NULL || table_open(&seen, seen_obj) < 0) goto error;
-    if (!is_pair_table(seen.t, seen.n) || seen.t[1] != HEAD) goto fallback; /* not ours */
+    if (!is_pair_table(seen.t, seen.n) || seen.t[1] < HEAD) goto fallback; /* not ours */
     uint64_t at = seen.t[H_IDS_AT];
     if (at >= RECENT_IDS) goto fallback; /* never so; the write below relies on it */
     for (int i = 0; i < RECENT_IDS; i++)
@@ -2405,7 +2413,6 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_country, "country");
     INTERN(a_hot_memo, "hot_memo");
     INTERN(a_phase, "phase");
-    INTERN(a_stats_short, "stats_short");
     INTERN(a_young, "young_views");
     INTERN(a_min_short, "min_short");
     INTERN(a_hot_log, "_hot_log");

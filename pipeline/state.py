@@ -44,11 +44,11 @@ from pipeline.subscribe import read_range
 log = logging.getLogger("xwatch.state")
 
 CHUNK = 512 * 1024
-VERSION = 5  # 2: distinct values and fingerprints in integer tables (features.table);
+VERSION = 6  # 2: distinct values and fingerprints in integer tables (features.table);
 # 3: each account's view phase (features.windows.view_phase); 4: an account's buckets in one
-# flat array; 5: its recent event ids in its seen table's header (features.windows.
-# AccountState, which also unpickles versions 3 and 4)
-READABLE = frozenset({3, 4, VERSION})
+# flat array; 5: its recent event ids in its seen table's header; 6: its learned histories
+# there too (features.windows.AccountState, which also unpickles versions 3 to 5)
+READABLE = frozenset({3, 4, 5, VERSION})
 
 
 class SnapshotRefused(ValueError):

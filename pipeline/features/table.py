@@ -160,6 +160,24 @@ def pair_rebuild(t: array, keep: Callable[[int, int], bool], cap: int | None = N
     return out
 
 
+def pair_reheader(t: array, h: int) -> array:
+    """Pair table ``t`` with a header of ``h`` words (at least ``t``'s: the new ones are
+    zero); the slots are unchanged, as where a key goes depends only on it and ``cap``.
+
+    >>> t = pair_set(pairs(head=1), 42, 7)
+    >>> t[2] = 5
+    >>> u = pair_reheader(t, 3)
+    >>> u[1:5].tolist(), pair_get(u, 42), pair_items(u) is not None
+    ([3, 5, 0, 0], 7, True)
+    """
+    old = t[1]
+    if h < old:
+        raise ValueError(f"a header only grows: {h} < {old}")
+    out = t[: 2 + old] + _ZERO * (h - old) + t[2 + old :]
+    out[1] = h
+    return out
+
+
 # ---- packed tables: count, then key << PACK_BITS | value slots ----
 
 

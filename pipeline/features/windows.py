@@ -74,6 +74,7 @@ from pipeline.features.table import (
     pair_find,
     pair_items,
     pair_rebuild,
+    pair_reheader,
     pair_set,
     pairs,
     value_hash,
@@ -115,7 +116,16 @@ _IDS = 3  # the ring: RECENT_IDS event-id hashes
 _LAST_TS = _IDS + RECENT_IDS  # the account's latest event time, as the bits of a float
 _HOURS = _LAST_TS + 1  # mask_hour << 24 | hours_mask (AccountState.hours_mask)
 _VIEWS = _HOURS + 1  # short views scored (AccountState.views)
-HEAD = _VIEWS - 1  # header words
+HEAD = _VIEWS - 1  # header words of every account
+# An account's learned history (detect.account._learn_stats: n, last, two means, two
+# variances), as the bits of STATS floats each, follows once it has one: the header grows
+# to HEAD + STATS words with the 5-minute history and to HEAD + 2 * STATS with the hourly
+# one. Held in arrays of their own, each cost an 80-byte object and a 48-byte buffer
+# besides its 48 bytes of data, and an account without a history pays nothing here.
+STATS = 6
+_SHORT = _VIEWS + 1  # AccountState.stats_short
+_LONG = _SHORT + STATS  # AccountState.stats_long
+_ZEROS = array("Q", [0] * STATS)
 _M64 = (1 << 64) - 1
 _F64, _U64 = struct.Struct("<d"), struct.Struct("<Q")
 
@@ -181,8 +191,6 @@ class AccountState:
         "fps",
         "phase",
         "seen",
-        "stats_long",
-        "stats_short",
     )
 
     def __init__(self, account_id: str) -> None:
@@ -193,10 +201,9 @@ class AccountState:
         # the last closed index) and the open ones (usually one; two around a boundary)
         self.buckets = array("d")
         # seen_key -> stamp (see _stamp), after the header (HEAD): the recent event ids,
-        # last_ts, hours_mask and mask_hour, views; all zero (0.0 for last_ts)
+        # last_ts, hours_mask and mask_hour, views; all zero (0.0 for last_ts); then the
+        # learned histories, once there are any (STATS)
         self.seen: array = pairs(head=HEAD)
-        self.stats_short: array | None = None
-        self.stats_long: array | None = None
         self.drift = None  # the detector's per-account drift model (created on demand)
         self.fps: array | None = None  # fp_key -> last bucket << 1 | repeated (packed)
 
@@ -231,13 +238,52 @@ class AccountState:
     def views(self, n: int) -> None:
         self.seen[_VIEWS] = n
 
+    @property
+    def stats_short(self) -> array | None:
+        """The account's learned 5-minute history (``array('d')`` of STATS: a copy, so
+        write it back), or None before its first."""
+        return self._stats(_SHORT)
+
+    @stats_short.setter
+    def stats_short(self, s: array | None) -> None:
+        self._set_stats(_SHORT, s)
+
+    @property
+    def stats_long(self) -> array | None:
+        """The account's learned hourly history, as ``stats_short``."""
+        return self._stats(_LONG)
+
+    @stats_long.setter
+    def stats_long(self, s: array | None) -> None:
+        self._set_stats(_LONG, s)
+
+    def _stats(self, at: int) -> array | None:
+        seen = self.seen
+        if seen[1] < at - 2 + STATS or not seen[at]:  # n == 0.0: never learned
+            return None
+        return array("d", seen[at : at + STATS].tobytes())
+
+    def _set_stats(self, at: int, s: array | None) -> None:
+        if s is None:
+            if self.seen[1] >= at - 2 + STATS:
+                self.seen[at : at + STATS] = _ZEROS
+            return
+        if len(s) != STATS or s.typecode != "d":
+            raise ValueError(f"a learned history is array('d') of {STATS}, not {s!r}")
+        if self.seen[1] < at - 2 + STATS:
+            self.seen = pair_reheader(self.seen, at - 2 + STATS)
+        self.seen[at : at + STATS] = array("Q", s.tobytes())
+
     def __setstate__(self, state: tuple[None, dict]) -> None:
         """Unpickle, also from older snapshots (``state.VERSION``): versions 3 and 4 held
         the recent event ids in an array of their own (``ids``, signed, and ``ids_at``)
         and ``last_ts``, ``hours_mask``, ``mask_hour`` and ``views`` in slots, and version
         3 held the buckets as arrays in lists: ``ring`` (closed) and ``open``, and
-        ``cur``, and the hour accumulator apart (``hour``, its IDX the minutes)."""
+        ``cur``, and the hour accumulator apart (``hour``, its IDX the minutes); versions
+        3 to 5 held the learned histories in arrays of their own (``stats_short`` and
+        ``stats_long``, now in the header)."""
         slots = dict(state[1])
+        stats = slots.pop("stats_short", None), slots.pop("stats_long", None)
         ids = slots.pop("ids", None)
         if ids is not None:  # the seen table had no header then (its second word was 0)
             old = slots["seen"]
@@ -260,6 +306,9 @@ class AccountState:
             slots["buckets"] = flat
         for name, value in slots.items():
             setattr(self, name, value)
+        for at, s in zip((_SHORT, _LONG), stats, strict=True):
+            if s is not None:  # a snapshot of version 5 or older
+                self._set_stats(at, s)
 
     def remember(self, nets: list[int], agents: list[int]) -> None:
         """Mark networks and clients (``seen`` keys) as known to the account's history

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.features import windows as w
 from pipeline.features.windows import (
     IDX,
     LONG,
@@ -229,13 +230,22 @@ def _v3_fixture_events(ws: WindowStore) -> None:
     add(101, 905.0, "198.51.100.9")  # bucket 15, opened after 16
 
 
-@pytest.mark.parametrize("version", [3, 4])
+#: the learned histories set on the version-5 fixture before it was pickled
+_V5_STATS = (
+    array("d", [7.0, 960.0, 2.5, 6.25, 0.125, 0.5]),
+    array("d", [2.0, 3600.0, 4.0, 8.5, 0.25, 1.0 / 3]),
+)
+
+
+@pytest.mark.parametrize("version", [3, 4, 5])
 def test_an_older_account_state_loads_as_the_same_state(version: int) -> None:
-    """A snapshot of state.VERSION 3 (buckets in lists) or 4 (recent event ids, signed, in
-    an array of their own) unpickles into today's layout: the flat buckets, the hour
-    accumulator first, and the ids in the seen table's header. It equals the state that the
-    same events give today, on either path. (Both fixtures were pickled by their version's
-    code from ``_v3_fixture_events``; version 4's ring has wrapped and holds negative ids.)"""
+    """A snapshot of state.VERSION 3 (buckets in lists), 4 (recent event ids, signed, in
+    an array of their own) or 5 (learned histories in arrays of their own) unpickles into
+    today's layout: the flat buckets, the hour accumulator first, and the ids and the
+    histories in the seen table's header. It equals the state that the same events give
+    today, on either path. (Each fixture was pickled by its version's code from
+    ``_v3_fixture_events``; version 4's ring has wrapped and holds negative ids; version 5
+    had both histories set, as ``_V5_STATS``, and 7 views.)"""
     from pathlib import Path
 
     from tests.unit.test_hot import _plain
@@ -244,10 +254,44 @@ def test_an_older_account_state_loads_as_the_same_state(version: int) -> None:
     old = pickle.loads(path.read_bytes())
     # the hour accumulator first (minus its 4 minutes), then the buckets in index order
     assert [b[IDX] for b in _buckets(old)] == [-4, 10, 11, 12, 13, 14, 15, 16]
+    if version == 5:
+        assert (old.stats_short, old.stats_long) == _V5_STATS
+        assert old.seen[1] == w.HEAD + 2 * w.STATS
     for native in (True, False):
         ws = WindowStore(60, 5, grace_seconds=30, native=native)
         _v3_fixture_events(ws)
-        assert _plain(ws.accounts["acct-1"]) == _plain(old)
+        st = ws.accounts["acct-1"]
+        if version == 5:
+            st.stats_short, st.stats_long = _V5_STATS
+            st.views = 7
+        assert _plain(st) == _plain(old)
+
+
+def test_learned_histories_live_in_the_seen_header() -> None:
+    """An account pays for a history only once it has one: the seen table's header grows
+    by STATS words for the 5-minute one and again for the hourly one (the short one's words
+    stay zero, None, if the hourly one comes first). The slots and the rest of the header
+    are untouched, and a history reads back to the bit; reading gives a copy."""
+    acct = AccountState("a")
+    for i in range(20):
+        acct.seen = w.pair_set(acct.seen, w.seen_key(w.D_IP, f"198.51.100.{i}"), i)
+    acct.last_ts, acct.views = 123.5, 9
+    before = dict(w.pair_items(acct.seen))
+    assert acct.seen[1] == w.HEAD and acct.stats_short is None and acct.stats_long is None
+    acct.stats_long = _V5_STATS[1]
+    assert acct.seen[1] == w.HEAD + 2 * w.STATS
+    assert acct.stats_short is None and acct.stats_long == _V5_STATS[1]
+    acct.stats_short = _V5_STATS[0]
+    assert (acct.stats_short, acct.stats_long) == _V5_STATS
+    copy = acct.stats_short
+    copy[0] = 99.0
+    assert acct.stats_short == _V5_STATS[0]
+    assert dict(w.pair_items(acct.seen)) == before
+    assert (acct.last_ts, acct.views) == (123.5, 9)
+    acct.stats_short = None
+    assert acct.stats_short is None and acct.stats_long == _V5_STATS[1]
+    with pytest.raises(ValueError, match="learned history"):
+        acct.stats_short = array("d", [1.0])
 
 
 def _buckets(st: AccountState) -> list[array]:
