@@ -300,7 +300,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline import bench_live
 
         result = bench_live.bench_live(
-            settings, events=args.events, accounts=min(args.accounts, 20_000), pack=args.pack
+            settings,
+            events=args.events,
+            accounts=min(args.accounts, 20_000),
+            pack=args.pack,
+            single_pairs=args.pairs,
         )
         show = bench_live.print_live
     elif args.section == "replay":
@@ -653,6 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="core: also time the core with the C hot path off, in the same run",
     )
     p.add_argument("--pack", type=int, default=100, help="events per packed message (live)")
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="live: Faust no-op/worker pairs on one-event messages (the median is reported)",
+    )
     p.add_argument("--accounts", type=int, default=100_000, help="population of the core run")
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--distinct", type=int, default=100_000, help="addresses in the cold run")
