@@ -214,8 +214,9 @@ async def _raw_consume(settings: Settings, target: int) -> float:
 
 
 def _faust_noop(settings: Settings, target: int, workdir: Path) -> float:
-    """A Faust agent that only counts, in a child process (see :func:`noop_main`)."""
-    out = workdir / "noop.json"
+    """A Faust agent that only counts, in a child process (see :func:`noop_main`); its
+    files are named by its app id, so that a second run never reads the first's result."""
+    out = workdir / f"noop-{settings.app_id}.json"
     cmd = [
         sys.executable,
         "-m",
@@ -229,14 +230,15 @@ def _faust_noop(settings: Settings, target: int, workdir: Path) -> float:
         str(settings.web_port),
         str(settings.kafka.fetch_max_wait_ms),
     ]
-    with open(workdir / "noop.log", "wb") as log:
+    log_path = workdir / f"noop-{settings.app_id}.log"
+    with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait(lambda: out.exists() or proc.poll() is not None, 1800, "the Faust no-op agent")
     finally:
         stop_process(proc)
     if not out.exists():
-        raise RuntimeError(f"the Faust no-op agent failed; see {workdir}/noop.log")
+        raise RuntimeError(f"the Faust no-op agent failed; see {log_path}")
     r = orjson.loads(out.read_bytes())
     return (r["n"] - 1) / (r["last"] - r["first"])
 
