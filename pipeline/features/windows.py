@@ -37,7 +37,8 @@ every byte counts a hundred thousand times):
   table. No value string is kept at all;
 * the account's scalar state is that table's header (:data:`HEAD` words), not objects of
   its own: its last :data:`RECENT_IDS` event ids (hashes, to recognise redeliveries), the
-  time of its latest event, the hours of day it was active in and its view count;
+  time of its latest event, the hours of day it was active in and its view count, and,
+  once it has learned them, its 5-minute and hourly histories (:data:`STATS` words each);
 * prompt fingerprints live in a second, packed table (at most :data:`FP_CAP`, a 31-bit
   hash and the last bucket each), only to tell repeats (templates) from one-off prompts
   within the view;
@@ -178,10 +179,11 @@ class AccountState:
     """Everything the core keeps about one account of one partition.
 
     Window state (open buckets, the closed buckets of the short view, the hour
-    accumulator, distinct values) and the account's learned history (``stats``: fading
-    mean/variance of its log volume per view kind; ``drift``: its drift detector; the
-    ``known`` flags in ``seen``), in one slotted object. ``seen`` and ``fps`` are integer
-    tables of :mod:`pipeline.features.table`.
+    accumulator, distinct values) and the account's learned history (``stats_short`` and
+    ``stats_long``: fading mean/variance of its log volume per view kind, words of the
+    ``seen`` header; ``drift``: its drift detector; the ``known`` flags in ``seen``), in
+    one slotted object. ``seen`` and ``fps`` are integer tables of
+    :mod:`pipeline.features.table`.
     """
 
     __slots__ = (
