@@ -482,11 +482,11 @@ def bench_live(
 ) -> dict:
     """Every figure of the live benchmark, side by side in one run (see the README).
 
-    One-event messages are timed in ``single_pairs`` pairs, the Faust no-op and then the
-    worker, each pair on fresh consumer groups over the same topic: on a shared machine
-    the worker's ratio to the floor moved by a tenth between two pairs of one code, more
-    than the criterion's margin, so the pair with the median ratio is reported, and every
-    pair's figures with it (``single_pairs``).
+    One-event messages are timed in ``single_pairs`` pairs of the Faust no-op and the
+    worker (in alternating order), each on fresh consumer groups over the same topic: on
+    a shared machine the worker's ratio to the floor moved by a tenth between two pairs of
+    one code, more than the criterion's margin, so the pair with the median ratio is
+    reported, and every pair's figures with it (``single_pairs``).
     """
     workdir = Path(tempfile.mkdtemp(prefix="xwatch-bench-"))
     with bootstrap_and_events(settings, events, accounts, seed) as (bootstrap, evs, sim):
@@ -547,9 +547,10 @@ def bench_live(
 
 def _single_pair(single: Settings, n: int, workdir: Path, i: int) -> tuple[float, float]:
     """(Faust no-op, worker) events/s on the one-event topic, each on a group of its own
-    (and the worker with a state topic and data directory of its own), one after the other."""
+    (and the worker with a state topic and data directory of its own), one after the
+    other: the no-op first in even pairs and the worker first in odd ones, so that a
+    machine speeding up or slowing down over the pairs does not favour either side."""
     noop = single.with_overrides({"app_id": f"{single.app_id}-noop{i}", "web_port": free_port()})
-    noop_eps = _faust_noop(noop, n, workdir)
     worker = single.with_overrides(
         {
             "app_id": f"{single.app_id}-w{i}",
@@ -559,6 +560,10 @@ def _single_pair(single: Settings, n: int, workdir: Path, i: int) -> tuple[float
         }
     )
     ensure_topics(worker)
+    if i % 2:
+        worker_eps = _timed_worker(worker, workdir, n, f"single{i}")
+        return _faust_noop(noop, n, workdir), worker_eps
+    noop_eps = _faust_noop(noop, n, workdir)
     return noop_eps, _timed_worker(worker, workdir, n, f"single{i}")
 
 
