@@ -1031,29 +1031,19 @@ static int is_hot(PyObject *st, const double *o, double min_short, long long you
     if (o[REQ] < min_short) return 0;
     PyObject *obj = PyObject_GetAttr(st, a_seen);
     if (obj == NULL) return -1;
-    Py_buffer v;
-    if (PyObject_GetBuffer(obj, &v, PyBUF_SIMPLE) < 0) {
+    RTable r;
+    if (rtable(obj, &r, 1) < 0) {
         Py_DECREF(obj);
         return -1;
     }
-    const uint64_t *t = (const uint64_t *)v.buf;
-    uint64_t n = (uint64_t)v.len / 8;
-    int hot;
-    if (v.len % 8 || !is_pair_table(t, n)) {
-        PyErr_SetString(PyExc_ValueError, "not a pair table");
-        hot = -1;
-    } else if (t[1] < HEAD + STATS || t[H_SHORT] == 0) {
-        hot = 1; /* no 5-minute history */
-    } else {
+    int hot = 1; /* no 5-minute history */
+    if (r.t[1] >= HEAD + STATS && r.t[H_SHORT] != 0) {
         double d[STATS];
-        memcpy(d, &t[H_SHORT], sizeof d);
-        if (d[0] < (double)young_views) {
-            hot = 1;
-        } else {
-            hot = log1p(o[REQ]) >= d[2] + hot_log || log1p(o[CT]) >= d[3] + hot_log;
-        }
+        memcpy(d, &r.t[H_SHORT], sizeof d);
+        hot = d[0] < (double)young_views || log1p(o[REQ]) >= d[2] + hot_log ||
+              log1p(o[CT]) >= d[3] + hot_log;
     }
-    PyBuffer_Release(&v);
+    PyBuffer_Release(&r.view);
     Py_DECREF(obj);
     return hot;
 }

@@ -497,7 +497,9 @@ def bench_live(
             _produce(s, msgs, sim)
         n = len(evs)
         raw_eps = asyncio.run(_raw_consume(single, n))
-        pairs = [_single_pair(single, n, workdir, i) for i in range(max(1, single_pairs))]
+        if single_pairs < 1:
+            raise ValueError(f"single_pairs must be 1 or more, not {single_pairs}")
+        pairs = [_single_pair(single, n, workdir, i) for i in range(single_pairs)]
         noop_eps, live_single = sorted(pairs, key=lambda p: p[1] / p[0])[len(pairs) // 2]
         live_packed = _timed_worker(packed, workdir, n, "packed")
         offline = _offline_from_file(single, evs, sim, workdir)
@@ -574,7 +576,6 @@ def _round(x: float | None) -> float | None:
 def print_live(r: dict) -> None:
     print(f"machine: {r['machine']}")
     print(f"{r['events']:,} events of {r['accounts']:,} accounts; packed = {r['pack']} per message")
-    pairs = r["single_pairs"]
     rows = [
         ("raw aiokafka getmany consume (floor)", r["raw_consume_eps"], ""),
         ("Faust no-op agent (floor)", r["faust_noop_eps"], ""),
@@ -587,6 +588,7 @@ def print_live(r: dict) -> None:
     print(f"{'measurement':42s} {'events/s':>10s}  ratio")
     for name, eps, ratio in rows:
         print(f"{name:42s} {eps:>10,d}  {ratio}")
+    pairs = r["single_pairs"]
     if len(pairs) > 1:
         each = ", ".join(
             f"{p['live_single_eps']:,}/{p['faust_noop_eps']:,} = "

@@ -293,6 +293,17 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _at_least_one(text: str) -> int:
+    """argparse type: an int of 1 or more (a clear usage error otherwise)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return n
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import bench
 
@@ -659,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack", type=int, default=100, help="events per packed message (live)")
     p.add_argument(
         "--pairs",
-        type=int,
+        type=_at_least_one,
         default=3,
         help="live: Faust no-op/worker pairs on one-event messages (the median is reported)",
     )

@@ -259,20 +259,23 @@ class AccountState:
     def stats_long(self, s: array | None) -> None:
         self._set_stats(_LONG, s)
 
+    def _holds(self, at: int) -> bool:
+        """Does the header reach the history at ``at`` (_SHORT or _LONG)?"""
+        return self.seen[1] >= at - 2 + STATS
+
     def _stats(self, at: int) -> array | None:
-        seen = self.seen
-        if seen[1] < at - 2 + STATS or not seen[at]:  # n == 0.0: never learned
+        if not self._holds(at) or not self.seen[at]:  # n == 0.0: never learned
             return None
-        return array("d", seen[at : at + STATS].tobytes())
+        return array("d", self.seen[at : at + STATS].tobytes())
 
     def _set_stats(self, at: int, s: array | None) -> None:
         if s is None:
-            if self.seen[1] >= at - 2 + STATS:
+            if self._holds(at):
                 self.seen[at : at + STATS] = _ZEROS
             return
         if len(s) != STATS or s.typecode != "d":
             raise ValueError(f"a learned history is array('d') of {STATS}, not {s!r}")
-        if self.seen[1] < at - 2 + STATS:
+        if not self._holds(at):
             self.seen = pair_reheader(self.seen, at - 2 + STATS)
         self.seen[at : at + STATS] = array("Q", s.tobytes())
 
