@@ -1122,10 +1122,22 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
         Py_DECREF(key);
         if (bad) goto done;
     }
-    /* closed buckets that fell out of the view are cut out, after the hour */
+    /* the view's counters: its closed buckets (``index``'s last) summed in index order */
     long long horizon = index - vb;
-    Py_ssize_t gone = ring_end(all, nd, (double)horizon);
-    Py_ssize_t ring = (at - gone) / K + 1; /* closed buckets in the view, ``index``'s last */
+    Py_ssize_t from = ring_end(all, nd, (double)horizon);
+    Py_ssize_t ring = (at - from) / K + 1; /* closed buckets in the view */
+    double sums[K] = {0}, first = 0, last = 0;
+    for (Py_ssize_t i = 0; i < ring; i++) {
+        const double *b = all + from + i * K;
+        for (int j = 0; j < K; j++) sums[j] += b[j];
+        if (i == 0 || b[FIRST] < first) first = b[FIRST];
+        if (i == 0 || b[LAST] > last) last = b[LAST];
+    }
+    sums[FIRST] = first;
+    sums[LAST] = last;
+    /* then the closed buckets no later view covers are cut out, after the hour: the next
+     * one (``index + 1``'s) starts after ``horizon + 1`` */
+    Py_ssize_t gone = ring_end(all, nd, (double)(horizon + 1));
     PyBuffer_Release(&bv);
     have_bv = 0;
     if (gone > lo) { /* a new array of exactly the rest (PySequence_DelSlice keeps room) */
@@ -1148,21 +1160,6 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
             rc = 0;
             goto done;
         }
-    }
-    double sums[K] = {0}, first = 0, last = 0;
-    if (ring == 1) {
-        memcpy(sums, ob, sizeof sums);
-    } else {
-        if (buckets_open(buckets, &bv, &all, &nd) < 0) goto done;
-        have_bv = 1;
-        for (Py_ssize_t i = 0; i < ring; i++) {
-            const double *b = all + lo + i * K;
-            for (int j = 0; j < K; j++) sums[j] += b[j];
-            if (i == 0 || b[FIRST] < first) first = b[FIRST];
-            if (i == 0 || b[LAST] > last) last = b[LAST];
-        }
-        sums[FIRST] = first;
-        sums[LAST] = last;
     }
     if (sums[REQ] < min_short) {
         rc = 0;

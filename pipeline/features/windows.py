@@ -25,9 +25,10 @@ every byte counts a hundred thousand times):
   buckets are one flat ``array('d')``: its hour accumulator when it has one (first; its
   ``IDX`` is minus its minutes, where a bucket's is its index, never negative), then the
   closed buckets of the short view and the open ones, in index order. A closed bucket
-  stays where it is (closing bucket *i* only changes which side of *i* it is on), an
-  expired one is cut out, and an account pays for one array header instead of two lists
-  and an array per bucket;
+  stays where it is (closing bucket *i* only changes which side of *i* it is on), one
+  that no later view covers is cut out when *i*'s view has been rolled up (so an account
+  holds four closed buckets between closes, not five), and an account pays for one array
+  header instead of two lists and an array per bucket;
 * distinct values (API keys, addresses, networks, ASNs, countries, clients, models) live
   in **one** integer hash table per account (:mod:`pipeline.features.table`), keyed by
   the value's dimension and stable hash, holding the last bucket index the value was
@@ -672,7 +673,7 @@ class WindowStore:
 
     def _close(self, st: AccountState, index: int) -> tuple[AccountState, array, int] | None:
         """Close the account's bucket ``index``: fold it into the hour and the short view's
-        ring, forget what fell out of the view; if a view is due, (account, its rolled-up
+        ring, forget what no later view covers; if a view is due, (account, its rolled-up
         counters, buckets rolled). The Python reference of ``_hot.close``
         (tests/unit/test_hot.py compares them)."""
         b = st.buckets
@@ -700,28 +701,26 @@ class WindowStore:
         else:
             expiry.append(st)
         horizon = index - self.view_buckets
-        gone = _ring_end(b, horizon)  # closed buckets that fell out of the view end here
+        start = _ring_end(b, horizon)  # the view's closed buckets, ``index``'s last
+        hi = at + K
+        ring = (hi - start) // K
+        roll = b[start : start + K]  # summed in index order, as the C path does (``sum`` of
+        for i in range(start + K, hi, K):  # floats is compensated from Python 3.12: not the
+            roll = array("d", map(add, roll, b[i : i + K]))  # same bits)
+        roll[FIRST] = min(b[start + FIRST : hi : K])
+        roll[LAST] = max(b[start + LAST : hi : K])
+        # closed buckets no later view covers (the next one starts after ``horizon + 1``)
+        gone = _ring_end(b, horizon + 1)
         if gone > lo:  # slices are exactly sized; ``del`` keeps spare room
-            st.buckets = b = b[:lo] + b[gone:]
-        ring = (at - gone) // K + 1  # closed buckets inside the view, ``index``'s last
+            st.buckets = b[:lo] + b[gone:]
         if st.seen[0] > SEEN_CAP and (fresh := _Tables.prune_seen(st.seen, horizon)) is not None:
             st.seen = fresh
         if st.fps is not None and (fresh := _Tables.expire_fps(st.fps, horizon)) is not None:
             st.fps = fresh
         if (index + 1 + st.phase) % self.view_buckets and not self._hot(st, o):
             return None  # between view boundaries, only a hot minute is worth a view
-        if ring == 1:
-            if o[REQ] < self.min_short:
-                return None
-            return st, o, 1
-        hi = lo + ring * K
-        if sum(b[lo + REQ : hi : K]) < self.min_short:
+        if roll[REQ] < self.min_short:
             return None
-        roll = b[lo : lo + K]  # summed in index order, as the C path does (``sum`` of floats
-        for i in range(lo + K, hi, K):  # is compensated from Python 3.12: not the same bits)
-            roll = array("d", map(add, roll, b[i : i + K]))
-        roll[FIRST] = min(b[lo + FIRST : hi : K])
-        roll[LAST] = max(b[lo + LAST : hi : K])
         return st, roll, ring
 
     def _hot(self, st: AccountState, o: array) -> bool:

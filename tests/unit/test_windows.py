@@ -324,3 +324,22 @@ def test_views_are_made_as_they_are_iterated(native: bool) -> None:
     assert [(index, [(v.account_id, v.counts) for v in got])] == [
         (i, [(v.account_id, v.counts) for v in vs]) for i, vs in eager.advance()
     ]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_closed_bucket_is_kept_only_while_a_later_view_covers_it(native: bool) -> None:
+    """Once bucket i's view is rolled up, bucket i - 4 is in no later view (i + 1's covers
+    i - 3 .. i + 1): it is cut then, so a steady account holds four closed buckets between
+    closes, and every 5-minute view still counts five minutes."""
+    ws = WindowStore(60, 5, grace_seconds=0.0, min_short=1, min_long=10**9, native=native)
+    views = []
+    for minute in range(12):
+        for i in range(3):  # three requests a minute
+            assert ws.add(_rec(T0 + minute * 60 + i, "a", 0, 0, None))
+        for _, vs in ws.advance():
+            views.extend(v for v in vs if v.kind == SHORT)
+        closed = ws.closed_through
+        held = [b[IDX] for b in _buckets(ws.accounts["a"]) if 0 <= b[IDX] <= closed]
+        assert held == [float(i) for i in range(max(int(T0) // 60, closed - 3), closed + 1)]
+    assert views and all(v.counts["requests"] == 3 * v.values["active_minutes"] for v in views)
+    assert [v.values["active_minutes"] for v in views][-5:] == [5.0] * 5
