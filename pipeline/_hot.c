@@ -32,6 +32,18 @@
 
 /* bucket counters: the layout of pipeline.features.windows */
 enum { IDX, REQ, PT, CT, ERR, THR, RISKY, FPD, REP, NNET, NAGENT, GAPS, GSUM, GSQ, NEWM, FIRST, LAST, K };
+/* how an account stores a bucket (windows.BUCKET, which configure checks): the arithmetic
+ * is on K doubles (bucket_load, bucket_store), so every sum is what it was with doubles */
+#pragma pack(push, 4) /* 84 bytes, not 88: six records fit in pymalloc's 512-byte blocks */
+typedef struct {
+    int32_t idx; /* the bucket's index; the hour accumulator's is minus its minutes */
+    uint32_t req, pt, ct, err, thr, risky, fpd, rep, nnet, nagent, gaps;
+    double gsum, gsq;
+    uint32_t newm;
+    double first, last;
+} Bucket;
+#pragma pack(pop)
+_Static_assert(sizeof(Bucket) == 84, "windows.BUCKET is 84 bytes");
 enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 #define KNOWN 8
 #define S_LAST 32
@@ -76,7 +88,8 @@ enum { D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL };
 
 /* ---- configuration (set once by pipeline.features.windows) ---- */
 static PyObject *orjson_loads, *normalize_ip, *seconds_cache, *risky_kinds,
-    *account_state_type, *array_type, *view_type, *empty_args, *zero_word, *zero_double;
+    *account_state_type, *array_type, *view_type, *empty_args, *zero_word, *zero_double,
+    *zero_byte;
 static Py_ssize_t max_event_bytes = 65536;
 
 enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R_PT, R_CT,
@@ -906,67 +919,110 @@ done:
     return result;
 }
 
-/* ---- an account's buckets: one array('d'), K counters per bucket, in index order ---- */
+/* ---- an account's buckets: one array('B') of Bucket records, in index order ---- */
 
-/* the account's buckets opened for writing: *b their counters, *n how many doubles */
-static int buckets_open(PyObject *arr, Py_buffer *v, double **b, Py_ssize_t *n) {
+/* a count as stored: saturated at 2**32 - 1 (windows.pack_buckets) */
+static inline uint32_t u32_of(double x) { return x >= 4294967295.0 ? UINT32_MAX : (uint32_t)x; }
+
+/* a stored bucket as K doubles (windows.unpack_buckets) */
+static void bucket_load(const Bucket *s, double d[K]) {
+    d[IDX] = s->idx;
+    d[REQ] = s->req;
+    d[PT] = s->pt;
+    d[CT] = s->ct;
+    d[ERR] = s->err;
+    d[THR] = s->thr;
+    d[RISKY] = s->risky;
+    d[FPD] = s->fpd;
+    d[REP] = s->rep;
+    d[NNET] = s->nnet;
+    d[NAGENT] = s->nagent;
+    d[GAPS] = s->gaps;
+    d[GSUM] = s->gsum;
+    d[GSQ] = s->gsq;
+    d[NEWM] = s->newm;
+    d[FIRST] = s->first;
+    d[LAST] = s->last;
+}
+
+/* K doubles stored as a bucket (windows.pack_buckets) */
+static void bucket_store(Bucket *s, const double d[K]) {
+    s->idx = (int32_t)d[IDX];
+    s->req = u32_of(d[REQ]);
+    s->pt = u32_of(d[PT]);
+    s->ct = u32_of(d[CT]);
+    s->err = u32_of(d[ERR]);
+    s->thr = u32_of(d[THR]);
+    s->risky = u32_of(d[RISKY]);
+    s->fpd = u32_of(d[FPD]);
+    s->rep = u32_of(d[REP]);
+    s->nnet = u32_of(d[NNET]);
+    s->nagent = u32_of(d[NAGENT]);
+    s->gaps = u32_of(d[GAPS]);
+    s->gsum = d[GSUM];
+    s->gsq = d[GSQ];
+    s->newm = u32_of(d[NEWM]);
+    s->first = d[FIRST];
+    s->last = d[LAST];
+}
+
+/* the account's buckets opened for writing: *b the records, *n how many */
+static int buckets_open(PyObject *arr, Py_buffer *v, Bucket **b, Py_ssize_t *n) {
     if (PyObject_GetBuffer(arr, v, PyBUF_WRITABLE) < 0) return -1;
-    if (v->itemsize != sizeof(double) || v->len % (Py_ssize_t)(K * sizeof(double))) {
+    if (v->itemsize != 1 || v->len % (Py_ssize_t)sizeof(Bucket)) {
         PyBuffer_Release(v);
-        PyErr_SetString(PyExc_ValueError, "not buckets (array('d') of K counters each)");
+        PyErr_SetString(PyExc_ValueError, "not buckets (array('B') of windows.BUCKET records)");
         return -1;
     }
-    *b = (double *)v->buf;
-    *n = v->len / (Py_ssize_t)sizeof(double);
+    *b = (Bucket *)v->buf;
+    *n = v->len / (Py_ssize_t)sizeof(Bucket);
     return 0;
 }
 
-/* 1 and the offset of open bucket ``index``, or 0 and where it goes (open buckets are the
- * last ones, in index order; every closed one is below ``index``) */
-static int open_bucket(const double *b, Py_ssize_t n, double index, Py_ssize_t *at) {
+/* 1 and the position of open bucket ``index``, or 0 and where it goes (open buckets are
+ * the last ones, in index order; every closed one is below ``index``) */
+static int open_bucket(const Bucket *b, Py_ssize_t n, long long index, Py_ssize_t *at) {
     Py_ssize_t i = n;
-    while (i && b[i - K + IDX] > index) i -= K;
-    if (i && b[i - K + IDX] == index) {
-        *at = i - K;
+    while (i && b[i - 1].idx > index) i--;
+    if (i && b[i - 1].idx == index) {
+        *at = i - 1;
         return 1;
     }
     *at = i;
     return 0;
 }
 
-/* where the hour accumulator ends: K, or 0 without one (windows._hour_end; its IDX is minus
- * its minutes, a bucket's is its index) */
-static inline Py_ssize_t hour_end(const double *b, Py_ssize_t n) {
-    return n && b[IDX] < 0 ? K : 0;
-}
+/* where the hour accumulator ends: 1, or 0 without one (windows._hour_end; its index is
+ * minus its minutes, a bucket's is its index) */
+static inline Py_ssize_t hour_end(const Bucket *b, Py_ssize_t n) { return n && b[0].idx < 0; }
 
-/* the offset where the buckets of index ``through`` or below end (windows._ring_end) */
-static Py_ssize_t ring_end(const double *b, Py_ssize_t n, double through) {
+/* the position where the buckets of index ``through`` or below end (windows._ring_end) */
+static Py_ssize_t ring_end(const Bucket *b, Py_ssize_t n, long long through) {
     Py_ssize_t i = hour_end(b, n);
-    while (i < n && b[i + IDX] <= through) i += K;
+    while (i < n && b[i].idx <= through) i++;
     return i;
 }
 
-/* ``arr`` with its counters [at, at + cut) replaced by the K counters ``ins`` (none when
+/* ``arr`` with its buckets [at, at + cut) replaced by the K counters ``ins`` (none when
  * NULL), as a new array of exactly that size (one resized in place keeps spare room), set
  * on ``st``: every change of an account's bucket count goes through here (windows: slices
  * and concatenation). New reference. */
 static PyObject *splice_buckets(PyObject *st, PyObject *arr, Py_ssize_t at, Py_ssize_t cut,
                                 const double *ins) {
     Py_buffer ov, nv;
-    double *old;
-    Py_ssize_t n, add = ins ? K : 0;
+    Bucket *old;
+    Py_ssize_t n, add = ins ? 1 : 0;
     if (buckets_open(arr, &ov, &old, &n) < 0) return NULL;
-    PyObject *out = PySequence_Repeat(zero_double, n - cut + add);
+    PyObject *out = PySequence_Repeat(zero_byte, (n - cut + add) * (Py_ssize_t)sizeof(Bucket));
     if (out == NULL || PyObject_GetBuffer(out, &nv, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&ov);
         Py_XDECREF(out);
         return NULL;
     }
-    double *nb = (double *)nv.buf;
-    if (at) memcpy(nb, old, at * sizeof(double)); /* old is NULL while the array is empty */
-    if (ins) memcpy(nb + at, ins, K * sizeof(double));
-    if (n > at + cut) memcpy(nb + at + add, old + at + cut, (n - at - cut) * sizeof(double));
+    Bucket *nb = (Bucket *)nv.buf;
+    if (at) memcpy(nb, old, at * sizeof(Bucket)); /* old is NULL while the array is empty */
+    if (ins) bucket_store(nb + at, ins);
+    if (n > at + cut) memcpy(nb + at + add, old + at + cut, (n - at - cut) * sizeof(Bucket));
     PyBuffer_Release(&nv);
     PyBuffer_Release(&ov);
     if (PyObject_SetAttr(st, a_buckets, out) < 0) {
@@ -1057,25 +1113,27 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
     PyObject *buckets = NULL, *phase = NULL, *roll = NULL;
     Py_buffer bv;
     int have_bv = 0;
-    double *all, ob[K];
+    Bucket *all;
+    double ob[K];
     Py_ssize_t nd;
 
     /* the first open bucket is ``index``'s: closes go in index order */
     if ((buckets = PyObject_GetAttr(st, a_buckets)) == NULL) goto done;
     if (buckets_open(buckets, &bv, &all, &nd) < 0) goto done;
     have_bv = 1;
-    Py_ssize_t at = ring_end(all, nd, (double)(index - 1));
-    if (at == nd || all[at + IDX] != (double)index) {
+    Py_ssize_t at = ring_end(all, nd, index - 1);
+    if (at == nd || all[at].idx != index) {
         /* every (account, bucket) is registered once, when the bucket is created */
         PyErr_Format(PyExc_AssertionError, "no open bucket %lld for %R", index, st);
         goto done;
     }
-    memcpy(ob, all + at, sizeof ob);
+    bucket_load(all + at, ob);
 
     /* the hour accumulator, first in the buckets: minus its minutes in IDX, counters
      * summed, first/last kept; the account's first bucket of the hour starts it */
     if (hour_end(all, nd)) {
-        double *hb = all;
+        double hb[K];
+        bucket_load(all, hb);
         double first = ob[FIRST] < hb[FIRST] ? ob[FIRST] : hb[FIRST];
         double last = ob[LAST] > hb[LAST] ? ob[LAST] : hb[LAST];
         double minutes = 1 - hb[IDX];
@@ -1083,6 +1141,7 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
         hb[IDX] = -minutes;
         hb[FIRST] = first;
         hb[LAST] = last;
+        bucket_store(all, hb);
     } else { /* the hour goes in front of the buckets */
         double hb[K];
         memcpy(hb, ob, sizeof hb);
@@ -1095,9 +1154,9 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
         if (PyList_Append(in_hour, st) < 0) goto done;
         if (buckets_open(buckets, &bv, &all, &nd) < 0) goto done;
         have_bv = 1;
-        at += K;
+        at += 1;
     }
-    const Py_ssize_t lo = K; /* where the closed buckets start, after the hour */
+    const Py_ssize_t lo = 1; /* where the closed buckets start, after the hour */
 
     /* when the short view's closed buckets expire */
     {
@@ -1124,11 +1183,12 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
     }
     /* the view's counters: its closed buckets (``index``'s last) summed in index order */
     long long horizon = index - vb;
-    Py_ssize_t from = ring_end(all, nd, (double)horizon);
-    Py_ssize_t ring = (at - from) / K + 1; /* closed buckets in the view */
+    Py_ssize_t from = ring_end(all, nd, horizon);
+    Py_ssize_t ring = at - from + 1; /* closed buckets in the view */
     double sums[K] = {0}, first = 0, last = 0;
     for (Py_ssize_t i = 0; i < ring; i++) {
-        const double *b = all + from + i * K;
+        double b[K];
+        bucket_load(all + from + i, b);
         for (int j = 0; j < K; j++) sums[j] += b[j];
         if (i == 0 || b[FIRST] < first) first = b[FIRST];
         if (i == 0 || b[LAST] > last) last = b[LAST];
@@ -1137,7 +1197,7 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
     sums[LAST] = last;
     /* then the closed buckets no later view covers are cut out, after the hour: the next
      * one (``index + 1``'s) starts after ``horizon + 1`` */
-    Py_ssize_t gone = ring_end(all, nd, (double)(horizon + 1));
+    Py_ssize_t gone = ring_end(all, nd, horizon + 1);
     PyBuffer_Release(&bv);
     have_bv = 0;
     if (gone > lo) { /* a new array of exactly the rest (PySequence_DelSlice keeps room) */
@@ -1963,11 +2023,11 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     /* the open bucket of ``index``: open buckets come last, in index order, and every
      * closed one is below ``index`` (WindowStore.add) */
     if ((o = PyObject_GetAttr(st, a_buckets)) == NULL) goto error;
-    double *all;
+    Bucket *all;
     Py_ssize_t nd, bat;
     if (buckets_open(o, &bv, &all, &nd) < 0) goto error;
     have_bv = 1;
-    if (!open_bucket(all, nd, (double)index, &bat)) {
+    if (!open_bucket(all, nd, index, &bat)) {
         PyBuffer_Release(&bv);
         have_bv = 0;
         double empty[K] = {0}; /* windows._EMPTY (configure checks) */
@@ -1999,7 +2059,9 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
         if (buckets_open(o, &bv, &all, &nd) < 0) goto error;
         have_bv = 1;
     }
-    double *b = all + bat;
+    Bucket *stored = all + bat; /* counted on doubles, stored back once counted */
+    double b[K];
+    bucket_load(stored, b);
     b[REQ] += 1;
     b[PT] += (double)e.pt;
     b[CT] += (double)e.ct;
@@ -2088,6 +2150,7 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
             /* else: beyond the cap within the view: counted, not remembered */
         }
     }
+    bucket_store(stored, b);
 
     /* 1 = a late event (folded forward); 2 = the watermark has passed a bucket still open
      * (WindowStore.due) */
@@ -2275,12 +2338,14 @@ static PyObject *hot_view_type(PyObject *self, PyObject *cls) {
 }
 
 static PyObject *hot_configure(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"loads", "normalize_ip", "seconds", "risky_kinds", "empty_bucket",
+    static char *names[] = {"loads",         "normalize_ip",  "seconds",
+                            "risky_kinds",   "empty_bucket",  "bucket_probe",
                             "account_state", "max_event_bytes", NULL};
-    PyObject *loads, *norm, *secs, *risky, *empty, *acct;
+    PyObject *loads, *norm, *secs, *risky, *empty, *probe, *acct;
     Py_ssize_t maxb;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO!O!OOn", names, &loads, &norm, &PyDict_Type,
-                                     &secs, &PyFrozenSet_Type, &risky, &empty, &acct, &maxb))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO!O!OOOn", names, &loads, &norm, &PyDict_Type,
+                                     &secs, &PyFrozenSet_Type, &risky, &empty, &probe, &acct,
+                                     &maxb))
         return NULL;
     Py_INCREF(loads);
     Py_XSETREF(orjson_loads, loads);
@@ -2299,6 +2364,21 @@ static PyObject *hot_configure(PyObject *self, PyObject *args, PyObject *kw) {
         PyBuffer_Release(&v);
         if (!same) {
             PyErr_SetString(PyExc_ValueError, "empty_bucket is not _hot's empty bucket");
+            return NULL;
+        }
+    }
+    { /* windows.BUCKET and Bucket agree: a record of field j = j + 1 reads back as such */
+        Py_buffer v;
+        if (PyObject_GetBuffer(probe, &v, PyBUF_SIMPLE) < 0) return NULL;
+        int same = v.len == (Py_ssize_t)sizeof(Bucket);
+        if (same) {
+            double d[K];
+            bucket_load((const Bucket *)v.buf, d);
+            for (int j = 0; same && j < K; j++) same = d[j] == (double)(j + 1);
+        }
+        PyBuffer_Release(&v);
+        if (!same) {
+            PyErr_SetString(PyExc_ValueError, "bucket_probe is not _hot's Bucket layout");
             return NULL;
         }
     }
@@ -2367,6 +2447,7 @@ PyMODINIT_FUNC PyInit__hot(void) {
     if (array_type == NULL) return NULL;
     if ((zero_word = PyObject_CallFunction(array_type, "s[i]", "Q", 0)) == NULL) return NULL;
     if ((zero_double = PyObject_CallFunction(array_type, "s[d]", "d", 0.0)) == NULL) return NULL;
+    if ((zero_byte = PyObject_CallFunction(array_type, "s[i]", "B", 0)) == NULL) return NULL;
     for (int i = 0; i < NKEYS; i++) {
         if ((json_keys[i] = PyUnicode_InternFromString(key_names[i])) == NULL) return NULL;
         key_lens[i] = (Py_ssize_t)strlen(key_names[i]);

@@ -59,6 +59,7 @@ else:
         seconds=codec._SECONDS,
         risky_kinds=RISKY_KINDS,
         empty_bucket=_windows._EMPTY,
+        bucket_probe=_windows.pack_buckets(array("d", range(1, _windows.K + 1))),
         account_state=_windows.AccountState,
         max_event_bytes=codec.MAX_EVENT_BYTES,
     )

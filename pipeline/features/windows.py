@@ -21,8 +21,9 @@ late-event policy; nothing is discarded.
 Layout, chosen for speed and memory (there is one :class:`AccountState` per account, so
 every byte counts a hundred thousand times):
 
-* a bucket is :data:`K` counters (no per-bucket sets or dicts), and all of an account's
-  buckets are one flat ``array('d')``: its hour accumulator when it has one (first; its
+* a bucket is :data:`K` counters (no per-bucket sets or dicts), stored as an 88-byte
+  :data:`BUCKET` record (32-bit counts), and all of an account's buckets are one flat
+  ``array('B')`` of them: its hour accumulator when it has one (first; its
   ``IDX`` is minus its minutes, where a bucket's is its index, never negative), then the
   closed buckets of the short view and the open ones, in index order. A closed bucket
   stays where it is (closing bucket *i* only changes which side of *i* it is on), one
@@ -39,7 +40,7 @@ every byte counts a hundred thousand times):
 * the account's scalar state is that table's header (:data:`HEAD` words), not objects of
   its own: its last :data:`RECENT_IDS` event ids (hashes, to recognise redeliveries), the
   time of its latest event, the hours of day it was active in and its view count, and,
-  once it has learned them, its 5-minute and hourly histories (:data:`STATS` words each);
+  its 5-minute and, once learned, hourly histories (:data:`STATS` words each);
 * prompt fingerprints live in a second, packed table (at most :data:`FP_CAP`, a 31-bit
   hash and the last bucket each), only to tell repeats (templates) from one-off prompts
   within the view;
@@ -98,6 +99,82 @@ K = 17
 _INF = float("inf")
 _EMPTY = array("d", [0.0] * K)
 _EMPTY[FIRST] = _INF
+#: How an account stores a bucket: 88 bytes instead of K doubles' 136. The index and the
+#: counts are 32-bit integers (the hour accumulator's index is minus its minutes), the gap
+#: sums and the first and last times stay doubles, in the order of the counters above (C's
+#: ``Bucket``, whose layout ``_hot.configure`` checks against this one). A count saturates
+#: at 2**32 - 1: 71 million tokens a minute, sustained for an hour by one account, before
+#: the hour accumulator reaches it. The arithmetic is on doubles as before (_load, _store),
+#: so every sum is exactly what it was.
+BUCKET = struct.Struct("<i11I2dI2d")
+_SIZE = BUCKET.size
+_I32 = struct.Struct("<i")  # a record's first field: its IDX
+_U32 = (1 << 32) - 1
+
+
+def _bidx(raw: array, i: int) -> int:
+    """The IDX of record ``i`` of stored buckets ``raw``."""
+    return _I32.unpack_from(raw, i * _SIZE)[0]
+
+
+def _load(raw: array, i: int) -> array:
+    """Record ``i`` of stored buckets ``raw`` as K doubles."""
+    return array("d", BUCKET.unpack_from(raw, i * _SIZE))
+
+
+def _fields(b: array) -> tuple:
+    """K doubles as BUCKET's fields (struct refuses a count past 32 bits: see _store)."""
+    return (
+        int(b[IDX]), *map(int, b[REQ:GSUM]), b[GSUM], b[GSQ], int(b[NEWM]), b[FIRST], b[LAST]
+    )  # fmt: skip
+
+
+def _saturated(b: array) -> array:
+    out = array("d", b)
+    for j in (*range(REQ, GSUM), NEWM):
+        out[j] = min(out[j], _U32)
+    return out
+
+
+def _store(raw: array, i: int, b: array) -> None:
+    """K doubles into record ``i`` of ``raw`` (a count saturates at 2**32 - 1)."""
+    try:
+        BUCKET.pack_into(raw, i * _SIZE, *_fields(b))
+    except struct.error:  # a count past 32 bits (rare: see BUCKET)
+        BUCKET.pack_into(raw, i * _SIZE, *_fields(_saturated(b)))
+
+
+def _record(b: array) -> array:
+    """K doubles as one stored record (``array('B')`` of BUCKET.size)."""
+    out = array("B", bytes(_SIZE))
+    _store(out, 0, b)
+    return out
+
+
+def unpack_buckets(raw: array) -> array:
+    """An account's stored buckets (``AccountState.buckets``) as K doubles each.
+
+    >>> b = array("d", _EMPTY)
+    >>> b[IDX], b[REQ], b[GSUM] = 29_000_000, 3, 1.5
+    >>> unpack_buckets(pack_buckets(b)) == b, len(pack_buckets(b)) == BUCKET.size
+    (True, True)
+    >>> b[CT] = 2.0**40  # saturates
+    >>> unpack_buckets(pack_buckets(b))[CT] == 2**32 - 1
+    True
+    """
+    flat = array("d")
+    for i in range(len(raw) // _SIZE):
+        flat.extend(_load(raw, i))
+    return flat
+
+
+def pack_buckets(flat: array) -> array:
+    """K doubles per bucket as stored (``array('B')`` of BUCKET records, exactly sized)."""
+    out = array("B", bytes(_SIZE * (len(flat) // K)))
+    for i in range(len(flat) // K):
+        _store(out, i, flat[i * K : (i + 1) * K])
+    return out
+
 
 # dimensions of the ``seen`` table, and its flags
 D_KEY, D_IP, D_NET, D_ASN, D_COUNTRY, D_AGENT, D_MODEL = range(7)
@@ -119,11 +196,14 @@ _LAST_TS = _IDS + RECENT_IDS  # the account's latest event time, as the bits of 
 _HOURS = _LAST_TS + 1  # mask_hour << 24 | hours_mask (AccountState.hours_mask)
 _VIEWS = _HOURS + 1  # short views scored (AccountState.views)
 HEAD = _VIEWS - 1  # header words of every account
-# An account's learned history (detect.account._learn_stats: n, last, two means, two
-# variances), as the bits of STATS floats each, follows once it has one: the header grows
-# to HEAD + STATS words with the 5-minute history and to HEAD + 2 * STATS with the hourly
-# one. Held in arrays of their own, each cost an 80-byte object and a 48-byte buffer
-# besides its 48 bytes of data, and an account without a history pays nothing here.
+# An account's learned histories (detect.account._learn_stats: n, last, two means, two
+# variances), as the bits of STATS floats each, follow: a new account's header has room
+# for the 5-minute one (zero words until learned: None), and grows to HEAD + 2 * STATS with
+# the hourly one. Held in arrays of their own, each cost an 80-byte object and a 48-byte
+# buffer besides its 48 bytes of data. The room is there from the start because nearly
+# every active account learns a 5-minute history at its first view: growing the table
+# then moved it to a larger allocation and left the smaller block free in a pool that
+# other accounts' live tables held (110 B per account of free blocks at 100k accounts).
 STATS = 6
 _SHORT = _VIEWS + 1  # AccountState.stats_short
 _LONG = _SHORT + STATS  # AccountState.stats_long
@@ -202,11 +282,11 @@ class AccountState:
         # K counters per bucket: the hour accumulator if any (IDX < 0: minus its minutes),
         # then in index order the closed buckets inside the short view (those at or below
         # the last closed index) and the open ones (usually one; two around a boundary)
-        self.buckets = array("d")
+        self.buckets = array("B")  # BUCKET records (unpack_buckets: K doubles each)
         # seen_key -> stamp (see _stamp), after the header (HEAD): the recent event ids,
         # last_ts, hours_mask and mask_hour, views; all zero (0.0 for last_ts); then the
         # learned histories, once there are any (STATS)
-        self.seen: array = pairs(head=HEAD)
+        self.seen: array = pairs(head=HEAD + STATS)
         self.drift = None  # the detector's per-account drift model (created on demand)
         self.fps: array | None = None  # fp_key -> last bucket << 1 | repeated (packed)
 
@@ -287,7 +367,8 @@ class AccountState:
         3 held the buckets as arrays in lists: ``ring`` (closed) and ``open``, and
         ``cur``, and the hour accumulator apart (``hour``, its IDX the minutes); versions
         3 to 5 held the learned histories in arrays of their own (``stats_short`` and
-        ``stats_long``, now in the header)."""
+        ``stats_long``, now in the header); versions 4 to 6 held the buckets as K doubles
+        each (``array('d')``, now BUCKET records)."""
         slots = dict(state[1])
         stats = slots.pop("stats_short", None), slots.pop("stats_long", None)
         ids = slots.pop("ids", None)
@@ -310,8 +391,12 @@ class AccountState:
             for b in [*ring, *sorted(opened or (), key=_bucket_index)]:
                 flat.extend(b)
             slots["buckets"] = flat
+        if slots["buckets"].typecode == "d":
+            slots["buckets"] = pack_buckets(slots["buckets"])
         for name, value in slots.items():
             setattr(self, name, value)
+        if slots["seen"][1] < HEAD + STATS:  # room for the 5-minute history, as new ones
+            self.seen = pair_reheader(self.seen, HEAD + STATS)
         for at, s in zip((_SHORT, _LONG), stats, strict=True):
             if s is not None:  # a snapshot of version 5 or older
                 self._set_stats(at, s)
@@ -510,66 +595,68 @@ class WindowStore:
             self.late_events += 1
         # the open bucket of ``index``: open buckets are the last ones, in index order, and
         # every closed one is below ``index``
-        b = st.buckets
-        at = len(b)
-        while at and b[at - K + IDX] > index:
-            at -= K
-        if at and b[at - K + IDX] == index:
-            at -= K
+        raw = st.buckets
+        at = len(raw) // _SIZE
+        while at and _bidx(raw, at - 1) > index:
+            at -= 1
+        if at and _bidx(raw, at - 1) == index:
+            at -= 1
         else:
             new = array("d", _EMPTY)
             new[IDX] = index
-            st.buckets = b = b[:at] + new + b[at:]  # exactly sized: see _hot's splice_buckets
+            off = at * _SIZE  # exactly sized: see _hot's splice_buckets
+            st.buckets = raw = raw[:off] + _record(new) + raw[off:]
             active = self._active.get(index)
             if active is None:
                 self._active[index] = [st]
             else:
                 active.append(st)
-        b[at + REQ] += 1
-        b[at + PT] += ev.prompt_tokens
-        b[at + CT] += ev.completion_tokens
+        b = _load(raw, at)  # counted on doubles, stored back once counted
+        b[REQ] += 1
+        b[PT] += ev.prompt_tokens
+        b[CT] += ev.completion_tokens
         status = ev.status
         if status >= 400:
             if status == 429:
-                b[at + THR] += 1
+                b[THR] += 1
             else:
-                b[at + ERR] += 1
+                b[ERR] += 1
         net = rec.network
         if net.kind in RISKY_KINDS:
-            b[at + RISKY] += 1
-        if ts < b[at + FIRST]:
-            b[at + FIRST] = ts
-        if ts > b[at + LAST]:
-            b[at + LAST] = ts
+            b[RISKY] += 1
+        if ts < b[FIRST]:
+            b[FIRST] = ts
+        if ts > b[LAST]:
+            b[LAST] = ts
         last = st.last_ts
         if ts > last:
             gap = ts - last
             if gap < _GAP_MAX:
-                b[at + GAPS] += 1
-                b[at + GSUM] += gap
-                b[at + GSQ] += gap * gap
+                b[GAPS] += 1
+                b[GSUM] += gap
+                b[GSQ] += gap * gap
             st.last_ts = ts
         # distinct values: last bucket seen, dimension, flags kept
         _see(st, D_KEY, ev.api_key_id, index)
         _see(st, D_IP, ev.ip, index)
         if not _see(st, D_NET, net.prefix or ev.ip + "/", index) & KNOWN:
-            b[at + NNET] += 1
+            b[NNET] += 1
         if net.asn is not None:
             _see(st, D_ASN, net.asn, index)
         if net.country is not None:
             _see(st, D_COUNTRY, net.country, index)
         if not _see(st, D_AGENT, ev.user_agent, index) & KNOWN:
-            b[at + NAGENT] += 1
+            b[NAGENT] += 1
         model = ev.model
         _see(st, D_MODEL, model, index)
         first = self.model_first_seen.get(model)
         if first is None:
             first = self.model_first_seen[model] = ts
         if ts - first < NEW_MODEL_SECONDS and first - self.first_ts >= 3600.0:
-            b[at + NEWM] += 1  # a model that appeared (after the first hour) less than a day ago
+            b[NEWM] += 1  # a model that appeared (after the first hour) less than a day ago
         fp = ev.prompt_fingerprint
         if fp is not None:
-            b[at + FPD] += 1
+            b[FPD] += 1
             key = fp_key(fp)
             fps = st.fps
             horizon = index - self.view_buckets
@@ -578,13 +665,14 @@ class WindowStore:
             else:
                 v = packed_get(fps, key)
                 if v is not None and (v >> 1) > horizon:
-                    b[at + REP] += 1
+                    b[REP] += 1
                     st.fps = packed_set(fps, key, index << 1 | 1)
                 elif v is not None or fps[0] < FP_CAP:
                     st.fps = packed_set(fps, key, index << 1)
                 elif (fresh := _Tables.expire_fps(fps, horizon)) is not None:
                     st.fps = packed_set(fresh, key, index << 1)
                 # else: beyond the cap within the view: counted, not remembered
+        _store(raw, at, b)
         return True
 
     def watermark_index(self) -> int | None:
@@ -640,10 +728,10 @@ class WindowStore:
             # accounts quiet for a whole view: free their buckets. None of them has a view
             # at ``index`` (that needs a bucket closed at ``index``, which keeps it).
             for st in self._expiry.pop(index, ()):
-                b, end = st.buckets, _ring_end(st.buckets, index)
-                lo = _hour_end(b)
-                if end > lo and b[end - K + IDX] <= index - self.view_buckets:
-                    st.buckets = b[:lo] + b[end:]
+                raw = st.buckets
+                end, lo = _ring_end(raw, index), _hour_end(raw)
+                if end > lo and _bidx(raw, end - 1) <= index - self.view_buckets:
+                    st.buckets = raw[: lo * _SIZE] + raw[end * _SIZE :]
                     st.fps = None
             views = self._short_views(closed, index)
             if (index + 1) % hb == 0:
@@ -676,43 +764,45 @@ class WindowStore:
         ring, forget what no later view covers; if a view is due, (account, its rolled-up
         counters, buckets rolled). The Python reference of ``_hot.close``
         (tests/unit/test_hot.py compares them)."""
-        b = st.buckets
-        at = _ring_end(b, index - 1)  # the first open bucket: ``index``'s, as closes go in order
-        if at == len(b) or b[at + IDX] != index:
+        raw = st.buckets
+        at = _ring_end(raw, index - 1)  # the first open bucket: ``index``'s (closes go in order)
+        if at == len(raw) // _SIZE or _bidx(raw, at) != index:
             # every (account, bucket) is registered once, when the bucket is created
             raise AssertionError(f"no open bucket {index} for {st.account_id}")
-        o = b[at : at + K]
-        if _hour_end(b):  # fold the bucket into the hour: counters summed, first/last kept
-            h = b[:K]
+        o = _load(raw, at)
+        if _hour_end(raw):  # fold the bucket into the hour: counters summed, first/last kept
+            h = _load(raw, 0)
             first, last, minutes = min(h[FIRST], o[FIRST]), max(h[LAST], o[LAST]), 1 - h[IDX]
             h = array("d", map(add, h, o))
             h[IDX], h[FIRST], h[LAST] = -minutes, first, last
-            b[:K] = h
+            _store(raw, 0, h)
         else:  # the account's first bucket of this hour starts its accumulator
             h = array("d", o)
             h[IDX] = -1.0
-            st.buckets = b = h + b
-            at += K
+            raw = _record(h) + raw
+            at += 1
             self._in_hour.append(st)
-        lo = K  # where the closed buckets start, after the hour
+        lo = 1  # where the closed buckets start, after the hour
         expiry = self._expiry.get(index + self.view_buckets)
         if expiry is None:
             self._expiry[index + self.view_buckets] = [st]
         else:
             expiry.append(st)
         horizon = index - self.view_buckets
-        start = _ring_end(b, horizon)  # the view's closed buckets, ``index``'s last
-        hi = at + K
-        ring = (hi - start) // K
-        roll = b[start : start + K]  # summed in index order, as the C path does (``sum`` of
-        for i in range(start + K, hi, K):  # floats is compensated from Python 3.12: not the
-            roll = array("d", map(add, roll, b[i : i + K]))  # same bits)
-        roll[FIRST] = min(b[start + FIRST : hi : K])
-        roll[LAST] = max(b[start + LAST : hi : K])
+        start = _ring_end(raw, horizon)  # the view's closed buckets, ``index``'s last
+        ring = at + 1 - start
+        roll = _load(raw, start)  # summed in index order, as the C path does (``sum`` of
+        first, last = roll[FIRST], roll[LAST]  # floats is compensated from Python 3.12: not
+        for i in range(start + 1, at + 1):  # the same bits)
+            c = _load(raw, i)
+            roll = array("d", map(add, roll, c))
+            first, last = min(first, c[FIRST]), max(last, c[LAST])
+        roll[FIRST], roll[LAST] = first, last
         # closed buckets no later view covers (the next one starts after ``horizon + 1``)
-        gone = _ring_end(b, horizon + 1)
+        gone = _ring_end(raw, horizon + 1)
         if gone > lo:  # slices are exactly sized; ``del`` keeps spare room
-            st.buckets = b[:lo] + b[gone:]
+            raw = raw[: lo * _SIZE] + raw[gone * _SIZE :]
+        st.buckets = raw
         if st.seen[0] > SEEN_CAP and (fresh := _Tables.prune_seen(st.seen, horizon)) is not None:
             st.seen = fresh
         if st.fps is not None and (fresh := _Tables.expire_fps(st.fps, horizon)) is not None:
@@ -751,10 +841,10 @@ class WindowStore:
         ops, make = self._ops(), self._view_maker()
         in_hour, self._in_hour = self._in_hour, []
         for st in sorted(in_hour, key=_by_id):
-            b = st.buckets
+            raw = st.buckets
             h = None
-            if _hour_end(b):
-                h, st.buckets = b[:K], b[K:]
+            if _hour_end(raw):
+                h, st.buckets = _load(raw, 0), raw[_SIZE:]
             mask = st.hours_mask
             if hour_no - st.mask_hour >= 24:
                 mask = 0
@@ -780,17 +870,18 @@ def _bucket_index(b: array) -> float:
     return b[IDX]
 
 
-def _hour_end(buckets: array) -> int:
-    """Where an account's hour accumulator ends in its ``buckets``: K, or 0 without one."""
-    return K if buckets and buckets[IDX] < 0 else 0
+def _hour_end(raw: array) -> int:
+    """Where an account's hour accumulator ends in its stored buckets: at record 1, or 0
+    without one."""
+    return 1 if raw and _bidx(raw, 0) < 0 else 0
 
 
-def _ring_end(buckets: array, through: int) -> int:
-    """Where the buckets of index ``through`` or below end in an account's ``buckets``
-    (after the hour: the rest is in index order)."""
-    at, n = _hour_end(buckets), len(buckets)
-    while at < n and buckets[at + IDX] <= through:
-        at += K
+def _ring_end(raw: array, through: int) -> int:
+    """The record where the buckets of index ``through`` or below end in an account's
+    stored buckets (after the hour: the rest is in index order)."""
+    at, n = _hour_end(raw), len(raw) // _SIZE
+    while at < n and _bidx(raw, at) <= through:
+        at += 1
     return at
 
 

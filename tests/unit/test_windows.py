@@ -237,15 +237,16 @@ _V5_STATS = (
 )
 
 
-@pytest.mark.parametrize("version", [3, 4, 5])
+@pytest.mark.parametrize("version", [3, 4, 5, 6])
 def test_an_older_account_state_loads_as_the_same_state(version: int) -> None:
     """A snapshot of state.VERSION 3 (buckets in lists), 4 (recent event ids, signed, in
-    an array of their own) or 5 (learned histories in arrays of their own) unpickles into
-    today's layout: the flat buckets, the hour accumulator first, and the ids and the
-    histories in the seen table's header. It equals the state that the same events give
-    today, on either path. (Each fixture was pickled by its version's code from
-    ``_v3_fixture_events``; version 4's ring has wrapped and holds negative ids; version 5
-    had both histories set, as ``_V5_STATS``, and 7 views.)"""
+    an array of their own), 5 (learned histories in arrays of their own) or 6 (buckets as
+    K doubles each) unpickles into today's layout: the buckets as BUCKET records, the hour
+    accumulator first, and the ids and the histories in the seen table's header. It equals
+    the state that the same events give today, on either path. (Each fixture was pickled by
+    its version's code from ``_v3_fixture_events``; version 4's ring has wrapped and holds
+    negative ids; versions 5 and 6 had both histories set, as ``_V5_STATS``, and 7
+    views.)"""
     from pathlib import Path
 
     from tests.unit.test_hot import _plain
@@ -254,25 +255,30 @@ def test_an_older_account_state_loads_as_the_same_state(version: int) -> None:
     old = pickle.loads(path.read_bytes())
     # the hour accumulator first (minus its 4 minutes), then the buckets in index order
     assert [b[IDX] for b in _buckets(old)] == [-4, 10, 11, 12, 13, 14, 15, 16]
-    if version == 5:
+    assert old.buckets.typecode == "B" and len(old.buckets) == 8 * w.BUCKET.size
+    if version >= 5:
         assert (old.stats_short, old.stats_long) == _V5_STATS
         assert old.seen[1] == w.HEAD + 2 * w.STATS
     for native in (True, False):
         ws = WindowStore(60, 5, grace_seconds=30, native=native)
         _v3_fixture_events(ws)
         st = ws.accounts["acct-1"]
-        if version == 5:
+        if version >= 5:
             st.stats_short, st.stats_long = _V5_STATS
             st.views = 7
         assert _plain(st) == _plain(old)
 
 
 def test_learned_histories_live_in_the_seen_header() -> None:
-    """An account pays for a history only once it has one: the seen table's header grows
-    by STATS words for the 5-minute one and again for the hourly one (the short one's words
-    stay zero, None, if the hourly one comes first). The slots and the rest of the header
-    are untouched, and a history reads back to the bit; reading gives a copy."""
+    """An account's seen table's header has room for its 5-minute history from the start
+    (zero words: None), so that learning it, which nearly every active account does at its
+    first view, does not move the table to a larger allocation; it grows by STATS words for
+    the hourly one. A header without that room (an older snapshot's) grows on the first
+    history. The slots and the rest of the header are untouched, a history reads back to
+    the bit, and reading gives a copy."""
     acct = AccountState("a")
+    assert acct.seen[1] == w.HEAD + w.STATS and acct.stats_short is None
+    acct.seen = w.pairs(head=w.HEAD)  # as an older snapshot's account
     for i in range(20):
         acct.seen = w.pair_set(acct.seen, w.seen_key(w.D_IP, f"198.51.100.{i}"), i)
     acct.last_ts, acct.views = 123.5, 9
@@ -290,12 +296,16 @@ def test_learned_histories_live_in_the_seen_header() -> None:
     assert (acct.last_ts, acct.views) == (123.5, 9)
     acct.stats_short = None
     assert acct.stats_short is None and acct.stats_long == _V5_STATS[1]
+    fresh = AccountState("b")
+    fresh.stats_short = _V5_STATS[0]
+    assert fresh.seen[1] == w.HEAD + w.STATS and fresh.stats_short == _V5_STATS[0]
     with pytest.raises(ValueError, match="learned history"):
         acct.stats_short = array("d", [1.0])
 
 
 def _buckets(st: AccountState) -> list[array]:
-    return [st.buckets[i : i + K] for i in range(0, len(st.buckets), K)]
+    b = w.unpack_buckets(st.buckets)
+    return [b[i : i + K] for i in range(0, len(b), K)]
 
 
 @pytest.mark.parametrize("native", [True, False])
