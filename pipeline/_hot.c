@@ -924,6 +924,12 @@ done:
 /* a count as stored: saturated at 2**32 - 1 (windows.pack_buckets) */
 static inline uint32_t u32_of(double x) { return x >= 4294967295.0 ? UINT32_MAX : (uint32_t)x; }
 
+/* a count plus ``n`` (not negative: the schema's minimum), saturated as u32_of does */
+static inline uint32_t sat_add(uint32_t a, long long n) {
+    uint64_t s = (uint64_t)a + (uint64_t)n;
+    return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+}
+
 /* a stored bucket as K doubles (windows.unpack_buckets) */
 static void bucket_load(const Bucket *s, double d[K]) {
     d[IDX] = s->idx;
@@ -1181,12 +1187,20 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
         Py_DECREF(key);
         if (bad) goto done;
     }
-    /* the view's counters: its closed buckets (``index``'s last) summed in index order */
+    /* a view at the account's view boundary, or in between for a hot minute */
+    long long ph;
+    if ((phase = PyObject_GetAttr(st, a_phase)) == NULL) goto done;
+    if ((ph = PyLong_AsLongLong(phase)) == -1 && PyErr_Occurred()) goto done;
+    int due = !pymod(index + 1 + ph, vb);
+    if (!due && (due = is_hot(st, ob, min_short, young_views, hot_log)) < 0) goto done;
+
+    /* if due, the view's counters: its closed buckets (``index``'s last) summed in index
+     * order, before the cut below takes the first of them */
     long long horizon = index - vb;
     Py_ssize_t from = ring_end(all, nd, horizon);
     Py_ssize_t ring = at - from + 1; /* closed buckets in the view */
     double sums[K] = {0}, first = 0, last = 0;
-    for (Py_ssize_t i = 0; i < ring; i++) {
+    for (Py_ssize_t i = 0; due && i < ring; i++) {
         double b[K];
         bucket_load(all + from + i, b);
         for (int j = 0; j < K; j++) sums[j] += b[j];
@@ -1208,20 +1222,7 @@ static int close_one(PyObject *st, long long index, long long vb, double min_sho
     if (refilter(st, a_seen, 1, floor_of(horizon, S_LAST), 1, PAIRS_MIN, SEEN_CAP) < 0)
         goto done;
     if (refilter(st, a_fps, 0, floor_of(horizon, 1), 0, PACKED_MIN, 0) < 0) goto done;
-
-    /* a view at the account's view boundary, or in between for a hot minute */
-    long long ph;
-    if ((phase = PyObject_GetAttr(st, a_phase)) == NULL) goto done;
-    if ((ph = PyLong_AsLongLong(phase)) == -1 && PyErr_Occurred()) goto done;
-    if (pymod(index + 1 + ph, vb)) {
-        int hot = is_hot(st, ob, min_short, young_views, hot_log);
-        if (hot < 0) goto done;
-        if (!hot) {
-            rc = 0;
-            goto done;
-        }
-    }
-    if (sums[REQ] < min_short) {
+    if (!due || sums[REQ] < min_short) {
         rc = 0;
         goto done;
     }
@@ -2059,29 +2060,27 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
         if (buckets_open(o, &bv, &all, &nd) < 0) goto error;
         have_bv = 1;
     }
-    Bucket *stored = all + bat; /* counted on doubles, stored back once counted */
-    double b[K];
-    bucket_load(stored, b);
-    b[REQ] += 1;
-    b[PT] += (double)e.pt;
-    b[CT] += (double)e.ct;
+    Bucket *b = all + bat; /* counted in place (a count saturates: sat_add) */
+    b->req = sat_add(b->req, 1);
+    b->pt = sat_add(b->pt, e.pt);
+    b->ct = sat_add(b->ct, e.ct);
     if (e.status >= 400) {
         if (e.status == 429)
-            b[THR] += 1;
+            b->thr = sat_add(b->thr, 1);
         else
-            b[ERR] += 1;
+            b->err = sat_add(b->err, 1);
     }
-    if (risky) b[RISKY] += 1;
-    if (ts < b[FIRST]) b[FIRST] = ts;
-    if (ts > b[LAST]) b[LAST] = ts;
+    if (risky) b->risky = sat_add(b->risky, 1);
+    if (ts < b->first) b->first = ts;
+    if (ts > b->last) b->last = ts;
     double last; /* the seen table is the one opened above: no see() has grown it yet */
     memcpy(&last, &seen.t[H_LAST_TS], 8);
     if (ts > last) {
         double gap = ts - last;
         if (gap < GAP_MAX) {
-            b[GAPS] += 1;
-            b[GSUM] += gap;
-            b[GSQ] += gap * gap;
+            b->gaps = sat_add(b->gaps, 1);
+            b->gsum += gap;
+            b->gsq += gap * gap;
         }
         memcpy(&seen.t[H_LAST_TS], &ts, 8);
     }
@@ -2091,11 +2090,11 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     if (see(&seen, st, k_key, ui, D_KEY, &v) < 0) goto error;
     if (see(&seen, st, k_ip, ui, D_IP, &v) < 0) goto error;
     if (see(&seen, st, nk.net, ui, D_NET, &v) < 0) goto error;
-    if (!(v & KNOWN)) b[NNET] += 1;
+    if (!(v & KNOWN)) b->nnet = sat_add(b->nnet, 1);
     if (nk.asn && see(&seen, st, nk.asn, ui, D_ASN, &v) < 0) goto error;
     if (nk.country && see(&seen, st, nk.country, ui, D_COUNTRY, &v) < 0) goto error;
     if (see(&seen, st, k_agent, ui, D_AGENT, &v) < 0) goto error;
-    if (!(v & KNOWN)) b[NAGENT] += 1;
+    if (!(v & KNOWN)) b->nagent = sat_add(b->nagent, 1);
     if (see(&seen, st, k_model, ui, D_MODEL, &v) < 0) goto error;
     {
         PyObject *mfs = PyObject_GetAttr(ws, a_model_first);
@@ -2118,10 +2117,11 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
         if (PyErr_Occurred()) goto error;
         double first_ts;
         if (get_double_attr(ws, a_first_ts, &first_ts) < 0) goto error;
-        if (ts - first < NEW_MODEL_SECONDS && first - first_ts >= 3600.0) b[NEWM] += 1;
+        if (ts - first < NEW_MODEL_SECONDS && first - first_ts >= 3600.0)
+            b->newm = sat_add(b->newm, 1);
     }
     if (e.fp != NULL) {
-        b[FPD] += 1;
+        b->fpd = sat_add(b->fpd, 1);
         int64_t horizon = index - view_buckets;
         PyObject *fo = PyObject_GetAttr(st, a_fps);
         if (fo == NULL) goto error;
@@ -2137,7 +2137,7 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
         uint64_t p = packed_find(fps.t, fps.n, k_fp);
         uint64_t w = fps.t[p];
         if (w != 0 && (int64_t)((w & PACK_MASK) >> 1) > horizon) {
-            b[REP] += 1;
+            b->rep = sat_add(b->rep, 1);
             fps.t[p] = (k_fp << PACK_BITS) | ((uint64_t)index << 1) | 1;
         } else if (w != 0) {
             fps.t[p] = (k_fp << PACK_BITS) | ((uint64_t)index << 1);
@@ -2150,7 +2150,6 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
             /* else: beyond the cap within the view: counted, not remembered */
         }
     }
-    bucket_store(stored, b);
 
     /* 1 = a late event (folded forward); 2 = the watermark has passed a bucket still open
      * (WindowStore.due) */

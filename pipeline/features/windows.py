@@ -21,7 +21,7 @@ late-event policy; nothing is discarded.
 Layout, chosen for speed and memory (there is one :class:`AccountState` per account, so
 every byte counts a hundred thousand times):
 
-* a bucket is :data:`K` counters (no per-bucket sets or dicts), stored as an 88-byte
+* a bucket is :data:`K` counters (no per-bucket sets or dicts), stored as an 84-byte
   :data:`BUCKET` record (32-bit counts), and all of an account's buckets are one flat
   ``array('B')`` of them: its hour accumulator when it has one (first; its
   ``IDX`` is minus its minutes, where a bucket's is its index, never negative), then the
@@ -99,13 +99,16 @@ K = 17
 _INF = float("inf")
 _EMPTY = array("d", [0.0] * K)
 _EMPTY[FIRST] = _INF
-#: How an account stores a bucket: 88 bytes instead of K doubles' 136. The index and the
+#: How an account stores a bucket: 84 bytes instead of K doubles' 136 (not 88: no padding,
+#: so that six records, a steady account's hour, four closed buckets and the open one, fit
+#: a 512-byte pymalloc block). The index and the
 #: counts are 32-bit integers (the hour accumulator's index is minus its minutes), the gap
 #: sums and the first and last times stay doubles, in the order of the counters above (C's
 #: ``Bucket``, whose layout ``_hot.configure`` checks against this one). A count saturates
 #: at 2**32 - 1: 71 million tokens a minute, sustained for an hour by one account, before
-#: the hour accumulator reaches it. The arithmetic is on doubles as before (_load, _store),
-#: so every sum is exactly what it was.
+#: the hour accumulator reaches it. The Python path's arithmetic is on doubles as before
+#: (_load, _store), C's event path adds to the record's fields (saturating): every sum is
+#: exactly what it was.
 BUCKET = struct.Struct("<i11I2dI2d")
 _SIZE = BUCKET.size
 _I32 = struct.Struct("<i")  # a record's first field: its IDX
@@ -284,8 +287,8 @@ class AccountState:
         # the last closed index) and the open ones (usually one; two around a boundary)
         self.buckets = array("B")  # BUCKET records (unpack_buckets: K doubles each)
         # seen_key -> stamp (see _stamp), after the header (HEAD): the recent event ids,
-        # last_ts, hours_mask and mask_hour, views; all zero (0.0 for last_ts); then the
-        # learned histories, once there are any (STATS)
+        # last_ts, hours_mask and mask_hour, views; all zero (0.0 for last_ts); then room
+        # for the 5-minute history (zero: none yet) and, once learned, the hourly one
         self.seen: array = pairs(head=HEAD + STATS)
         self.drift = None  # the detector's per-account drift model (created on demand)
         self.fps: array | None = None  # fp_key -> last bucket << 1 | repeated (packed)
@@ -395,7 +398,7 @@ class AccountState:
             slots["buckets"] = pack_buckets(slots["buckets"])
         for name, value in slots.items():
             setattr(self, name, value)
-        if slots["seen"][1] < HEAD + STATS:  # room for the 5-minute history, as new ones
+        if self.seen[1] < HEAD + STATS:  # room for the 5-minute history, as new ones
             self.seen = pair_reheader(self.seen, HEAD + STATS)
         for at, s in zip((_SHORT, _LONG), stats, strict=True):
             if s is not None:  # a snapshot of version 5 or older
@@ -788,16 +791,19 @@ class WindowStore:
             self._expiry[index + self.view_buckets] = [st]
         else:
             expiry.append(st)
+        # a view at the account's view boundary; in between, only a hot minute is worth one
+        due = not (index + 1 + st.phase) % self.view_buckets or self._hot(st, o)
         horizon = index - self.view_buckets
         start = _ring_end(raw, horizon)  # the view's closed buckets, ``index``'s last
         ring = at + 1 - start
-        roll = _load(raw, start)  # summed in index order, as the C path does (``sum`` of
-        first, last = roll[FIRST], roll[LAST]  # floats is compensated from Python 3.12: not
-        for i in range(start + 1, at + 1):  # the same bits)
-            c = _load(raw, i)
-            roll = array("d", map(add, roll, c))
-            first, last = min(first, c[FIRST]), max(last, c[LAST])
-        roll[FIRST], roll[LAST] = first, last
+        if due:  # rolled up before the cut below takes the first of them
+            roll = _load(raw, start)  # summed in index order, as the C path does (``sum``
+            first, last = roll[FIRST], roll[LAST]  # of floats is compensated from Python
+            for i in range(start + 1, at + 1):  # 3.12: not the same bits)
+                c = _load(raw, i)
+                roll = array("d", map(add, roll, c))
+                first, last = min(first, c[FIRST]), max(last, c[LAST])
+            roll[FIRST], roll[LAST] = first, last
         # closed buckets no later view covers (the next one starts after ``horizon + 1``)
         gone = _ring_end(raw, horizon + 1)
         if gone > lo:  # slices are exactly sized; ``del`` keeps spare room
@@ -807,9 +813,7 @@ class WindowStore:
             st.seen = fresh
         if st.fps is not None and (fresh := _Tables.expire_fps(st.fps, horizon)) is not None:
             st.fps = fresh
-        if (index + 1 + st.phase) % self.view_buckets and not self._hot(st, o):
-            return None  # between view boundaries, only a hot minute is worth a view
-        if roll[REQ] < self.min_short:
+        if not due or roll[REQ] < self.min_short:
             return None
         return st, roll, ring
 

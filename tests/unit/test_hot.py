@@ -35,7 +35,7 @@ from pipeline.codec import (
     normalize_ip,
 )
 from pipeline.enrich.network import NetworkEnricher
-from pipeline.features.windows import RISKY, K, event_id_hash, unpack_buckets
+from pipeline.features.windows import PT, RISKY, K, event_id_hash, unpack_buckets
 from pipeline.flow import Flow, is_packed, partition_for
 from pipeline.records import IntelRecord, Source
 from pipeline.settings import Settings
@@ -228,6 +228,24 @@ def test_fingerprint_cap_and_expiry(network: NetworkEnricher) -> None:
     ]
     counts, taken = run_both(network, messages)
     assert taken == counts.processed - 1
+
+
+def test_a_count_past_32_bits_saturates_alike_on_both_paths(network: NetworkEnricher) -> None:
+    """Fifty requests of 100 million prompt tokens (the schema's maximum) in one minute:
+    the bucket's prompt-token count (a 32-bit field) stops at 2**32 - 1 on both paths, as
+    does the hour accumulator it is folded into, and the paths' states stay equal."""
+    messages = []
+    for i in range(50):
+        doc = _event(i, "a1", 20 + i * 0.5)  # BASE + 20 s starts a minute
+        doc["prompt_tokens"] = 100_000_000
+        messages.append((b"a1", orjson.dumps(doc), 0))
+    messages.append((b"b1", orjson.dumps(_event(99, "b1", 200.0)), 0))  # closes a1's minute
+    flow = Flow(CFG, network, partitions={0})
+    for offset, (key, value, partition) in enumerate(messages):
+        flow.process_message(key, value, Source("t", partition, offset))
+    pts = unpack_buckets(flow.shards[0].windows.accounts["a1"].buckets)[PT::K]
+    assert pts.tolist() == [2**32 - 1] * 2  # the hour accumulator, the closed minute
+    run_both(network, messages)
 
 
 def test_late_events_older_than_their_hour(network: NetworkEnricher) -> None:
