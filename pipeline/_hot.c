@@ -1741,22 +1741,46 @@ static int overrides_active(PyObject *network) {
     return has;
 }
 
-/* The network block of ``ip`` at ``ts``: the enricher's cache when there are no overrides,
- * else (and on a miss) NetworkEnricher.lookup itself. New reference. */
-static PyObject *network_info(PyObject *network, PyObject *ip, double ts) {
+/* The value of a canonical IPv4 address (canonical_ipv4 holds) */
+static uint32_t ipv4_value(const char *s, Py_ssize_t n) {
+    uint32_t value = 0, part = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] == '.') {
+            value = value << 8 | part;
+            part = 0;
+        } else {
+            part = part * 10 + (uint32_t)(s[i] - '0');
+        }
+    }
+    return value << 8 | part;
+}
+
+/* The network block of the address ``ips`` at ``ts``: the enricher's cache when there
+ * are no overrides (its key, network.address_key, made here for an IPv4 address), else
+ * (and on a miss, and for IPv6) NetworkEnricher.lookup itself, with the address's str
+ * ``*ip`` (made here when NULL: a new reference for the caller). New reference. */
+static PyObject *network_info(PyObject *network, const char *ips, Py_ssize_t ipn, PyObject **ip,
+                              double ts) {
     int has = overrides_active(network);
     if (has < 0) return NULL;
-    if (!has) {
+    if (!has && canonical_ipv4(ips, ipn)) {
         PyObject *cache = PyObject_GetAttr(network, a_cache);
         if (cache == NULL) return NULL;
-        PyObject *info = PyDict_GetItemWithError(cache, ip); /* text -> NetworkInfo */
+        PyObject *key = PyLong_FromUnsignedLong(ipv4_value(ips, ipn));
+        if (key == NULL) {
+            Py_DECREF(cache);
+            return NULL;
+        }
+        PyObject *info = PyDict_GetItemWithError(cache, key); /* address_key -> NetworkInfo */
+        Py_DECREF(key);
         Py_DECREF(cache);
         if (info != NULL) return Py_NewRef(info);
         if (PyErr_Occurred()) return NULL;
     }
+    if (*ip == NULL && (*ip = ascii_str(ips, ipn)) == NULL) return NULL; /* canonical: ASCII */
     PyObject *t = PyFloat_FromDouble(ts);
     if (t == NULL) return NULL;
-    PyObject *args[3] = {network, ip, t};
+    PyObject *args[3] = {network, *ip, t};
     PyObject *info = PyObject_VectorcallMethod(a_lookup, args, 3, NULL);
     Py_DECREF(t);
     return info;
@@ -1875,8 +1899,7 @@ static int net_keys(PyObject *network, const char *ips, Py_ssize_t ipn, PyObject
         }
     }
     int rc = -1;
-    if (*ip == NULL) *ip = ascii_str(ips, ipn); /* a scanned canonical address: ASCII */
-    PyObject *info = *ip == NULL ? NULL : network_info(network, *ip, ts);
+    PyObject *info = network_info(network, ips, ipn, ip, ts);
     if (info != NULL) {
         rc = keys_of_info(info, ips, ipn, nk);
         Py_DECREF(info);

@@ -16,8 +16,9 @@ Sources, in order of precedence:
 Private, loopback, link-local, multicast and documentation ranges are ``reserved``.
 Lookups of sources 2-3 are cached per address (bounded, oldest entry evicted first: a
 plain dict is faster than an LRU and the hot set re-enters at once), and addresses with the
-same facts share one :class:`NetworkInfo` (so an address costs the cache its text and a
-dict slot). Overrides are checked on every lookup (a handful of dict probes), so an
+same facts share one :class:`NetworkInfo`; the cache is keyed by the address's integer
+(:func:`address_key`), so an address costs it a 32-byte int and a dict slot, not its
+64-byte text. Overrides are checked on every lookup (a handful of dict probes), so an
 override takes effect at once without any cache invalidation.
 """
 
@@ -27,6 +28,7 @@ import bisect
 import ipaddress
 import logging
 from pathlib import Path
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
 from pipeline.enrich.ipdata import FILE_NAME, AsnTable
@@ -48,11 +50,30 @@ _IPORIGIN_KIND = {
 
 
 def parse(text: str) -> tuple[int, int]:
-    """Canonical address text (as the codec produces it) -> (version, integer value)."""
+    """Canonical address text (as the codec produces it) -> (version, integer value).
+
+    ``inet_pton`` and ``int.from_bytes``: a quarter of the time of splitting the text and
+    four ``int`` calls, a tenth of ``ipaddress`` for IPv6. Not an address: OSError.
+
+    >>> parse("203.0.113.7"), parse("2001:db8::1")
+    ((4, 3405803783), (6, 42540766411282592856903984951653826561))
+    """
     if ":" in text:
-        return 6, int(ipaddress.IPv6Address(text))
-    a, b, c, d = text.split(".")
-    return 4, (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+        return 6, int.from_bytes(inet_pton(AF_INET6, text), "big")
+    return 4, int.from_bytes(inet_pton(AF_INET, text), "big")
+
+
+_V6 = 1 << 128  # an IPv6 address's key: above every IPv4 value (::a.b.c.d is not a.b.c.d)
+
+
+def address_key(version: int, value: int) -> int:
+    """The address cache's key: the IPv4 value itself, or the IPv6 value with bit 128 set
+    (``_hot`` makes the same key for an IPv4 address without a Python call).
+
+    >>> address_key(*parse("0.0.0.1")), address_key(*parse("::1")) == 1 << 128 | 1
+    (1, True)
+    """
+    return value if version == 4 else value | _V6
 
 
 def network_prefix(version: int, value: int) -> str:
@@ -318,7 +339,7 @@ class NetworkEnricher:
     ) -> None:
         self._builtin = builtin if builtin is not None else BuiltinNetworkData()
         self._mmdb = mmdb
-        self._cache: dict[str, NetworkInfo] = {}  # text -> its static network block
+        self._cache: dict[int, NetworkInfo] = {}  # address_key -> its static network block
         self._blocks: dict[NetworkInfo, NetworkInfo] = {}  # each distinct block, once
         self._cache_size = cache_size
         self.overrides = Overrides()
@@ -343,15 +364,15 @@ class NetworkEnricher:
         return self._builtin.asn is not None or self._mmdb is not None
 
     def lookup(self, ip_text: str, at: float = 0.0) -> NetworkInfo:
-        info = self._cache.get(ip_text)
+        version, value = parse(ip_text)
+        key = value if version == 4 else value | _V6  # address_key, inline
+        info = self._cache.get(key)
         if info is None:
-            info = self._cache[ip_text] = self._static(*parse(ip_text), ip_text)
+            info = self._cache[key] = self._static(version, value, ip_text)
             if len(self._cache) > self._cache_size:
                 del self._cache[next(iter(self._cache))]
         if self.overrides:
-            # parsed again rather than cached: (version, value) would add a tuple and an
-            # int to every cached address for the sake of override matching only
-            rec = self.overrides.match(*parse(ip_text), at)
+            rec = self.overrides.match(version, value, at)
             if rec is not None:
                 return NetworkInfo(
                     kind=rec.kind,

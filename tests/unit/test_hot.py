@@ -200,6 +200,26 @@ def test_overrides_take_the_enricher_path(network: NetworkEnricher) -> None:
     assert taken == counts.processed - 1  # all but the partition's first event
 
 
+def test_the_c_path_reads_cached_addresses_by_their_key(network: NetworkEnricher) -> None:
+    """An IPv4 address the enricher has cached costs the C path no Python call when its
+    memo does not hold it: C makes the cache's key (network.address_key) itself. An IPv6
+    address goes to the enricher's own lookup."""
+    enricher = NetworkEnricher(network._builtin, network._mmdb)
+    flow = Flow(CFG, enricher, partitions={0})
+    flow.process_message(b"a1", orjson.dumps(_event(0, "a1", 1.0)), Source("t", 0, 0))
+    ips = ["73.15.2.3", "8.8.8.8", "100.64.0.1", "2601:1c0::5"]
+    for ip in ips:
+        enricher.lookup(ip)
+    calls: list[str] = []
+    real = enricher.lookup
+    enricher.lookup = lambda ip, at=0.0: calls.append(ip) or real(ip, at)  # type: ignore[method-assign]
+    ws = flow.shards[0].windows
+    for i, ip in enumerate(ips, start=1):
+        enricher.hot_memo = None  # a fresh memo: only the cache can answer
+        assert _hot.event(ws, enricher, orjson.dumps(_event(i, "a1", 1.2, ip=ip)), 1e9) == 0
+    assert calls == ["2601:1c0::5"]
+
+
 def test_memoised_networks_give_way_to_overrides(network: NetworkEnricher) -> None:
     """The C path memoises each address's network keys while there are no overrides; an
     override arriving later must still win, as on the Python path."""

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.enrich.network import NetworkEnricher, Overrides, is_reserved, network_prefix, parse
+from pipeline.enrich.network import (
+    NetworkEnricher,
+    Overrides,
+    address_key,
+    is_reserved,
+    network_prefix,
+    parse,
+)
 from pipeline.flow import Flow
 from pipeline.records import IntelRecord
 from pipeline.reference import apply_account, apply_intel
@@ -61,7 +68,7 @@ def test_cached_addresses_share_their_block_country_and_asn(network: NetworkEnri
     a, b = net.lookup("73.15.2.3"), net.lookup("73.15.9.77")
     assert (a.asn, a.country) == (b.asn, b.country) == (7922, "US")
     assert a.asn is b.asn and a.country is b.country
-    assert net._cache["73.15.2.3"] is a
+    assert net._cache[address_key(*parse("73.15.2.3"))] is a
     assert net.lookup("73.15.2.200") is a and net.lookup("73.15.9.1") is b
     assert a.prefix == "73.15.2.0/24" and b.prefix == "73.15.9.0/24"
     for i in range(20):  # the sharing table stays bounded too, and lookups stay right
