@@ -273,7 +273,7 @@ static inline uint64_t slot_of(uint64_t key, uint64_t cap) {
 
 /* table._room: the capacity for count + 1 keys, doubling from cap */
 static inline uint64_t room(uint64_t count, uint64_t cap) {
-    while ((count + 1) * 4 > cap * 3) cap *= 2;
+    while ((count + 1) * 8 > cap * 7) cap *= 2;
     return cap;
 }
 

@@ -31,7 +31,8 @@ def test_pair_table_behaves_as_a_dict_and_keeps_its_header(
     assert dict(table.pair_items(t)) == model
     assert all(table.pair_get(t, k) == v for k, v in model.items())
     cap = table.pair_cap(t)
-    assert cap & (cap - 1) == 0 and len(model) * 4 <= cap * 3  # a power of two, <= 3/4 full
+    assert cap & (cap - 1) == 0 and len(model) * 8 <= cap * 7  # a power of two, <= 7/8 full
+    assert cap == table.PAIRS_MIN or len(model) * 16 > cap * 7  # and no larger than needed
     assert len(t) == 2 + len(head) + 2 * cap
     assert list(t[1 : 2 + len(head)]) == [len(head), *head]  # carried through every growth
 
