@@ -365,7 +365,7 @@ class NetworkEnricher:
 
     def lookup(self, ip_text: str, at: float = 0.0) -> NetworkInfo:
         version, value = parse(ip_text)
-        key = value if version == 4 else value | _V6  # address_key, inline
+        key = address_key(version, value)
         info = self._cache.get(key)
         if info is None:
             info = self._cache[key] = self._static(version, value, ip_text)
