@@ -561,14 +561,17 @@ static int fast_ts(const char *s, Py_ssize_t n, double *out) {
 }
 
 /* Is ``text`` an IPv4 address already in canonical form (four decimal octets, no leading
- * zeros)? Then codec.normalize_ip would return an equal string; most addresses are. */
-static int canonical_ipv4(const char *s, Py_ssize_t n) {
+ * zeros)? Then codec.normalize_ip would return an equal string; most addresses are. Its
+ * value goes to ``*addr`` unless NULL (network.parse's, and so its address_key). */
+static int canonical_ipv4(const char *s, Py_ssize_t n, uint32_t *addr) {
     if (n < 7 || n > 15) return 0;
     int parts = 0, digits = 0, value = 0;
+    uint32_t whole = 0;
     for (Py_ssize_t i = 0; i <= n; i++) {
         if (i == n || s[i] == '.') {
             if (digits == 0 || value > 255 || (digits > 1 && s[i - digits] == '0')) return 0;
             parts++;
+            whole = whole << 8 | (uint32_t)value;
             digits = value = 0;
         } else if (s[i] >= '0' && s[i] <= '9') {
             if (++digits > 3) return 0;
@@ -577,7 +580,9 @@ static int canonical_ipv4(const char *s, Py_ssize_t n) {
             return 0;
         }
     }
-    return parts == 4;
+    if (parts != 4) return 0;
+    if (addr != NULL) *addr = whole;
+    return 1;
 }
 
 /* (through + 1) << shift as the floor of a table filter; 0 keeps everything when the
@@ -1741,20 +1746,6 @@ static int overrides_active(PyObject *network) {
     return has;
 }
 
-/* The value of a canonical IPv4 address (canonical_ipv4 holds) */
-static uint32_t ipv4_value(const char *s, Py_ssize_t n) {
-    uint32_t value = 0, part = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (s[i] == '.') {
-            value = value << 8 | part;
-            part = 0;
-        } else {
-            part = part * 10 + (uint32_t)(s[i] - '0');
-        }
-    }
-    return value << 8 | part;
-}
-
 /* The network block of the address ``ips`` at ``ts``: the enricher's cache when there
  * are no overrides (its key, network.address_key, made here for an IPv4 address), else
  * (and on a miss, and for IPv6) NetworkEnricher.lookup itself, with the address's str
@@ -1763,10 +1754,11 @@ static PyObject *network_info(PyObject *network, const char *ips, Py_ssize_t ipn
                               double ts) {
     int has = overrides_active(network);
     if (has < 0) return NULL;
-    if (!has && canonical_ipv4(ips, ipn)) {
+    uint32_t addr;
+    if (!has && canonical_ipv4(ips, ipn, &addr)) {
         PyObject *cache = PyObject_GetAttr(network, a_cache);
         if (cache == NULL) return NULL;
-        PyObject *key = PyLong_FromUnsignedLong(ipv4_value(ips, ipn));
+        PyObject *key = PyLong_FromUnsignedLong(addr);
         if (key == NULL) {
             Py_DECREF(cache);
             return NULL;
@@ -1962,7 +1954,7 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
 
     const char *ips = e.s[R_IP];
     Py_ssize_t ipn = e.n[R_IP];
-    if (canonical_ipv4(ips, ipn)) {
+    if (canonical_ipv4(ips, ipn, NULL)) {
         ip = Py_XNewRef(e.ip); /* NULL when scanned: made only if a lookup needs it */
     } else {
         if (e.ip == NULL && (e.ip = ascii_str(ips, ipn)) == NULL) goto error;

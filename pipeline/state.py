@@ -47,7 +47,7 @@ CHUNK = 512 * 1024
 VERSION = 7  # 2: distinct values and fingerprints in integer tables (features.table);
 # 3: each account's view phase (features.windows.view_phase); 4: an account's buckets in one
 # flat array; 5: its recent event ids in its seen table's header; 6: its learned histories
-# there too; 7: its buckets as 88-byte records (features.windows.BUCKET) instead of K
+# there too; 7: its buckets as 84-byte records (features.windows.BUCKET) instead of K
 # doubles (features.windows.AccountState, which also unpickles versions 3 to 6)
 READABLE = frozenset({3, 4, 5, 6, VERSION})
 

@@ -72,7 +72,8 @@ def _room(count: int, cap: int) -> int:
     """The capacity for ``count + 1`` keys, starting from ``cap`` (doubling): at most
     seven-eighths full. At three-quarters, an account with 13 or 14 distinct values held a
     32-slot ``seen`` table (672 bytes, past pymalloc's 512) instead of a 16-slot one (416);
-    a table this small is four to eight cache lines, so the longer probes cost little."""
+    a probe stays within slots of a few cache lines (a 16-slot pair table's are four, a
+    64-slot packed table's eight), so the longer probes cost little."""
     while (count + 1) * 8 > cap * 7:
         cap *= 2
     return cap
