@@ -64,6 +64,18 @@ class KafkaSettings:
         "longest a worker's fetch waits at the broker for records (Faust's own: 1500; a "
         "broker that waits it out although records are there delays every event by it)",
     )
+    take_max: int = _f(
+        256,
+        "XWATCH_KAFKA_TAKE_MAX",
+        "most messages the worker takes from Faust at once (stream.take_events) and "
+        "processes back to back",
+    )
+    take_within_ms: int = _f(
+        20,
+        "XWATCH_KAFKA_TAKE_WITHIN_MS",
+        "longest the worker waits to fill a batch before processing what it has: the most "
+        "that batching delays an event",
+    )
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python clients (producer, consumer, admin)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.app import create_app
@@ -25,3 +26,14 @@ def test_the_workers_consumer_fetches_with_the_configured_wait() -> None:
     assert consumer._fetch_max_wait_ms == 77
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
     assert Settings.load(environ={}).kafka.fetch_max_wait_ms == 100
+
+
+@pytest.mark.parametrize("name", ["kafka.take_max", "kafka.take_within_ms"])
+def test_the_worker_refuses_an_empty_batch_setting(name: str) -> None:
+    """The detect agent takes batches of at most ``kafka.take_max`` messages, waiting at
+    most ``kafka.take_within_ms``: zero of either would hold no message or never wait, so
+    the worker refuses it at start, naming the setting."""
+    s = Settings.load(environ={}, overrides={"kafka.bootstrap": "127.0.0.1:9", name: "0"})
+    with pytest.raises(ValueError, match=name):
+        create_app(s)
+    assert Settings.load(environ={}).kafka.take_max == 256
