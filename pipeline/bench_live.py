@@ -2,7 +2,9 @@
 
 On one broker (the embedded Tansu unless ``--bootstrap`` names one), with the same events:
 
-* the floors: raw aiokafka ``getmany`` consume, and a Faust agent that does nothing;
+* the floors: raw aiokafka ``getmany`` consume, and a Faust agent that does nothing (one
+  message per iteration, the floor the one-event worker is compared with; and once more
+  in the worker's batches, to show what batching alone changes in Faust's cost);
 * the live worker (``xwatch worker``: decode, validate, enrich, windows, scoring, alert
   policy, sends) on one-event-per-message traffic and on packed (NDJSON) messages;
 * the offline core replaying the same events from a file;
@@ -213,9 +215,10 @@ async def _raw_consume(settings: Settings, target: int) -> float:
         await consumer.stop()
 
 
-def _faust_noop(settings: Settings, target: int, workdir: Path) -> float:
+def _faust_noop(settings: Settings, target: int, workdir: Path, take: bool = False) -> float:
     """A Faust agent that only counts, in a child process (see :func:`noop_main`); its
-    files are named by its app id, so that a second run never reads the first's result."""
+    files are named by its app id, so that a second run never reads the first's result.
+    ``take``: iterate in the worker's batches (``kafka.take_max``, ``take_within_ms``)."""
     out = workdir / f"noop-{settings.app_id}.json"
     cmd = [
         sys.executable,
@@ -229,6 +232,7 @@ def _faust_noop(settings: Settings, target: int, workdir: Path) -> float:
         settings.app_id,
         str(settings.web_port),
         str(settings.kafka.fetch_max_wait_ms),
+        *((str(settings.kafka.take_max), str(settings.kafka.take_within_ms)) if take else ()),
     ]
     log_path = workdir / f"noop-{settings.app_id}.log"
     with open(log_path, "wb") as log:
@@ -244,10 +248,21 @@ def _faust_noop(settings: Settings, target: int, workdir: Path) -> float:
 
 
 def noop_main(
-    bootstrap: str, topic: str, target: int, out: str, app_id: str, port: int, fetch_wait_ms: int
+    bootstrap: str,
+    topic: str,
+    target: int,
+    out: str,
+    app_id: str,
+    port: int,
+    fetch_wait_ms: int,
+    take_max: int = 0,
+    take_within_ms: int = 0,
 ) -> None:
     """The floor: Faust's own per-message cost, same topic, same serializers, same event
-    loop and same consumer fetch wait as the worker."""
+    loop and same consumer fetch wait as the worker. One message per iteration
+    (``stream.events()``, Faust's count-only agent), or with ``take_max`` in the worker's
+    batches (``stream.take_events``), so that a gain of the worker's batching can be told
+    from a cheaper way through Faust."""
     from pipeline.app import App
     from pipeline.cli import use_uvloop
 
@@ -270,15 +285,23 @@ def noop_main(
     src = app.topic(topic, value_type=bytes, key_type=bytes, value_serializer="raw")
     state = {"n": 0, "first": 0.0}
 
+    def count() -> None:
+        n = state["n"] = state["n"] + 1
+        if n == 1:
+            state["first"] = time.perf_counter()
+        if n == target:
+            doc = {"n": n, "first": state["first"], "last": time.perf_counter()}
+            Path(out).write_bytes(orjson.dumps(doc))
+
     @app.agent(src)
     async def noop(stream) -> None:
-        async for _event in stream.events():
-            n = state["n"] = state["n"] + 1
-            if n == 1:
-                state["first"] = time.perf_counter()
-            if n == target:
-                doc = {"n": n, "first": state["first"], "last": time.perf_counter()}
-                Path(out).write_bytes(orjson.dumps(doc))
+        if take_max:
+            async for batch in stream.take_events(take_max, take_within_ms / 1000):
+                for _event in batch:
+                    count()
+        else:
+            async for _event in stream.events():
+                count()
 
     from faust.worker import Worker
 
@@ -482,11 +505,12 @@ def bench_live(
 ) -> dict:
     """Every figure of the live benchmark, side by side in one run (see the README).
 
-    One-event messages are timed in ``single_pairs`` pairs of the Faust no-op and the
-    worker (in alternating order), each on fresh consumer groups over the same topic: on
-    a shared machine the worker's ratio to the floor moved by a tenth between two pairs of
-    one code, more than the criterion's margin, so the pair with the median ratio is
-    reported, and every pair's figures with it (``single_pairs``).
+    One-event messages are timed in ``single_pairs`` rounds of the Faust no-op, the no-op
+    in the worker's batches and the worker (in rotating order), each on fresh consumer
+    groups over the same topic: on a shared machine the worker's ratio to the floor moved
+    by a tenth between two rounds of one code, more than the criterion's margin, so the
+    round with the median ratio to the no-op is reported, every round's figures with it
+    (``single_pairs``), and the median of the worker's ratios to the batched no-op.
     """
     workdir = Path(tempfile.mkdtemp(prefix="xwatch-bench-"))
     with bootstrap_and_events(settings, events, accounts, seed) as (bootstrap, evs, sim):
@@ -499,8 +523,8 @@ def bench_live(
         raw_eps = asyncio.run(_raw_consume(single, n))
         if single_pairs < 1:
             raise ValueError(f"single_pairs must be 1 or more, not {single_pairs}")
-        pairs = [_single_pair(single, n, workdir, i) for i in range(single_pairs)]
-        noop_eps, live_single = sorted(pairs, key=lambda p: p[1] / p[0])[len(pairs) // 2]
+        pairs = [_single_round(single, n, workdir, i) for i in range(single_pairs)]
+        (noop_eps, noop_take_eps, live_single), vs_take = median_round(pairs)
         live_packed = _timed_worker(packed, workdir, n, "packed")
         offline = _offline_from_file(single, evs, sim, workdir)
         # a shorter warm-up keeps the history to replay before going live at ~4 minutes
@@ -521,6 +545,7 @@ def bench_live(
         "pack": pack,
         "raw_consume_eps": round(raw_eps),
         "faust_noop_eps": round(noop_eps),
+        "faust_noop_take_eps": round(noop_take_eps),
         "live_single_eps": round(live_single),
         "live_packed_eps": round(live_packed),
         "offline_eps": round(offline),
@@ -535,24 +560,47 @@ def bench_live(
         "producer_late_p99_s": _round(latency["producer_late_p99"]),
         "bytes_per_account": largest,
         "single_pairs": [
-            {"faust_noop_eps": round(a), "live_single_eps": round(b)} for a, b in pairs
+            {
+                "faust_noop_eps": round(a),
+                "faust_noop_take_eps": round(b),
+                "live_single_eps": round(c),
+            }
+            for a, b, c in pairs
         ],
         "memory": memory,
         "ratios": {
             "live_single_vs_faust_noop": live_single / noop_eps,
             "live_packed_vs_raw_consume": live_packed / raw_eps,
             "faust_noop_vs_raw_consume": noop_eps / raw_eps,
+            "live_single_vs_faust_noop_take": vs_take,
+            "faust_noop_take_vs_faust_noop": noop_take_eps / noop_eps,
         },
         "workdir": str(workdir),
     }
 
 
-def _single_pair(single: Settings, n: int, workdir: Path, i: int) -> tuple[float, float]:
-    """(Faust no-op, worker) events/s on the one-event topic, each on a group of its own
-    (and the worker with a state topic and data directory of its own), one after the
-    other: the no-op first in even pairs and the worker first in odd ones, so that a
-    machine speeding up or slowing down over the pairs does not favour either side."""
+def median_round(
+    rounds: list[tuple[float, float, float]],
+) -> tuple[tuple[float, float, float], float]:
+    """The round (no-op, batched no-op, worker) whose worker/no-op ratio is the median
+    (the upper one of an even count), and the median of the worker/batched-no-op ratios,
+    which may come from another round.
+
+    >>> median_round([(10, 10, 9), (10, 12, 7), (10, 8, 8)])
+    ((10, 8, 8), 0.9)
+    """
+    mid = len(rounds) // 2
+    by_noop = sorted(rounds, key=lambda r: r[2] / r[0])[mid]
+    return by_noop, sorted(r[2] / r[1] for r in rounds)[mid]
+
+
+def _single_round(single: Settings, n: int, workdir: Path, i: int) -> tuple[float, float, float]:
+    """(Faust no-op, the no-op in the worker's batches, worker) events/s on the one-event
+    topic, each on a group of its own (the worker with a state topic and data directory of
+    its own), one after the other, in an order rotated by ``i``: a machine speeding up or
+    slowing down over the rounds favours none of the three."""
     noop = single.with_overrides({"app_id": f"{single.app_id}-noop{i}", "web_port": free_port()})
+    take = single.with_overrides({"app_id": f"{single.app_id}-take{i}", "web_port": free_port()})
     worker = single.with_overrides(
         {
             "app_id": f"{single.app_id}-w{i}",
@@ -562,11 +610,15 @@ def _single_pair(single: Settings, n: int, workdir: Path, i: int) -> tuple[float
         }
     )
     ensure_topics(worker)
-    if i % 2:
-        worker_eps = _timed_worker(worker, workdir, n, f"single{i}")
-        return _faust_noop(noop, n, workdir), worker_eps
-    noop_eps = _faust_noop(noop, n, workdir)
-    return noop_eps, _timed_worker(worker, workdir, n, f"single{i}")
+    runs = (
+        lambda: _faust_noop(noop, n, workdir),
+        lambda: _faust_noop(take, n, workdir, take=True),
+        lambda: _timed_worker(worker, workdir, n, f"single{i}"),
+    )
+    eps = [0.0, 0.0, 0.0]
+    for j in (i % 3, (i + 1) % 3, (i + 2) % 3):
+        eps[j] = runs[j]()
+    return eps[0], eps[1], eps[2]
 
 
 def _round(x: float | None) -> float | None:
@@ -579,8 +631,11 @@ def print_live(r: dict) -> None:
     rows = [
         ("raw aiokafka getmany consume (floor)", r["raw_consume_eps"], ""),
         ("Faust no-op agent (floor)", r["faust_noop_eps"], ""),
+        ("Faust no-op in the worker's batches", r["faust_noop_take_eps"],
+         f"{r['ratios']['faust_noop_take_vs_faust_noop']:.2f} x Faust no-op"),
         ("live worker, one event per message", r["live_single_eps"],
-         f"{r['ratios']['live_single_vs_faust_noop']:.2f} x Faust no-op"),
+         f"{r['ratios']['live_single_vs_faust_noop']:.2f} x Faust no-op "
+         f"({r['ratios']['live_single_vs_faust_noop_take']:.2f} x in batches, the median)"),
         ("live worker, packed messages", r["live_packed_eps"],
          f"{r['ratios']['live_packed_vs_raw_consume']:.2f} x raw consume"),
         ("offline core, replay from a file", r["offline_eps"], ""),
@@ -590,12 +645,16 @@ def print_live(r: dict) -> None:
         print(f"{name:42s} {eps:>10,d}  {ratio}")
     pairs = r["single_pairs"]
     if len(pairs) > 1:
-        each = ", ".join(
+        each = "; ".join(
             f"{p['live_single_eps']:,}/{p['faust_noop_eps']:,} = "
-            f"{p['live_single_eps'] / p['faust_noop_eps']:.2f}"
+            f"{p['live_single_eps'] / p['faust_noop_eps']:.2f}, "
+            f"/{p['faust_noop_take_eps']:,} = {p['live_single_eps'] / p['faust_noop_take_eps']:.2f}"
             for p in pairs
         )
-        print(f"  one-event rows: the median of {len(pairs)} pairs (worker/no-op): {each}")
+        print(
+            f"  one-event rows: the median of {len(pairs)} rounds (worker/no-op, "
+            f"worker/no-op in batches): {each}"
+        )
     print(
         f"event-to-alert latency at {r['latency_rate_eps']:,} events/s (half the single-event "
         f"maximum), {r['latency_alerts']} planted attacks alerted: p50 "
@@ -621,7 +680,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "noop":
         b, topic, target, out, app_id, port, wait = sys.argv[2:9]
-        noop_main(b, topic, int(target), out, app_id, int(port), int(wait))
+        take = [int(a) for a in sys.argv[9:11]]  # take_max, take_within_ms: the batch no-op
+        noop_main(b, topic, int(target), out, app_id, int(port), int(wait), *take)
     elif mode == "memory":
         memory_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     else:

@@ -672,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pairs",
         type=_at_least_one,
         default=3,
-        help="live: Faust no-op/worker pairs on one-event messages (the median is reported)",
+        help="live: rounds of the Faust no-op, the no-op in batches and the worker on one-event "
+        "messages (the median is reported)",
     )
     p.add_argument("--accounts", type=int, default=100_000, help="population of the core run")
     p.add_argument("--events", type=int, default=100_000)
