@@ -134,11 +134,9 @@ def create_app(
     k, t = settings.kafka, settings.topics
     if not k.bootstrap:
         raise ValueError("the worker needs a bootstrap address (--bootstrap / KAFKA_BOOTSTRAP)")
-    if k.take_max < 1 or k.take_within_ms < 1:
-        raise ValueError(
-            f"kafka.take_max ({k.take_max}) and kafka.take_within_ms ({k.take_within_ms}) "
-            "must be 1 or more"
-        )
+    for name, value in (("take_max", k.take_max), ("take_within_ms", k.take_within_ms)):
+        if value < 1:
+            raise ValueError(f"kafka.{name} must be 1 or more, not {value}")
     take_max, take_within = k.take_max, k.take_within_ms / 1000
     flow = flow or Flow(
         settings.detector,
@@ -286,9 +284,7 @@ def create_app(
     @app.agent(requests_topic)
     async def detect(stream: faust.StreamT) -> None:
         n = 0
-        async for batch in stream.take_events(take_max, take_within):
-            # A batch is processed back to back (see Settings.kafka.take_max); Faust acks
-            # its events once the loop body is done with it.
+        async for batch in stream.take_events(take_max, take_within):  # acked after the body
             for event in batch:
                 if not reference.ready.is_set():  # a new assignment is loading its accounts
                     await reference.ready.wait()
