@@ -35,13 +35,25 @@ from dataclasses import dataclass
 
 from river.drift import PageHinkley as _PH
 
-from pipeline.detect.population import VOLUME, CohortAnomaly, FeatureZ, PopulationBaselines
+from pipeline.detect.population import (
+    SCORED,
+    VOLUME,
+    CohortAnomaly,
+    PopulationBaselines,
+    _Baseline,
+)
 from pipeline.features.windows import LONG, SHORT, AccountState, View
 from pipeline.records import Account, Reason
 
 DETECTOR = "account"
 _DAY = 86_400.0
 _MIN_SELF_STD = 0.35
+# positions in SCORED (and so in a baseline's z-scores) of the features the score reads
+_CPR = SCORED.index("completion_tokens_per_request")
+_BREADTH = tuple(
+    SCORED.index(f) for f in ("distinct_api_keys", "distinct_ips", "distinct_networks")
+)
+_TEMPLATE = SCORED.index("template_reuse")
 
 
 @dataclass(slots=True)
@@ -158,23 +170,26 @@ class AccountDetector:
         assert st is not None, "views from the window store carry their account state"
         cohort = cohort_of(account, view.end)
         plogs = self.baselines.logs(view.values)
-        zs = self.baselines.score_one(kind, cohort, view.values, plogs)
         logs = (plogs[0], plogs[1])  # log1p of VOLUME, which SCORED starts with
-        if not zs:
+        base = self.baselines.baseline(kind, cohort)
+        if base is None:
             self._learn(view, cohort, logs, plogs)
             return None
+        zs = base.z(plogs)  # named and explained (FeatureZ) only for a flagged view
         # Each view kind has its own history: a slow ramp poisons the 5-minute history
         # (each step is small) long before it shows in hours. Two hourly windows (learned
         # during the partition's two-hour warm-up) make an hourly history.
         own_stats = st.stats_short if kind == SHORT else st.stats_long
         if _windows(own_stats) >= (self.self_min_windows if kind == SHORT else 2):
             own = _self_z(own_stats, logs)
-            volume_z = max(min(zs[f].z, s) for f, s in zip(VOLUME, own, strict=True))
+            volume_z = max(min(zs[0], own[0]), min(zs[1], own[1]))  # VOLUME leads SCORED
         else:
-            volume_z = max(zs[f].z for f in VOLUME)
-        score, trusted, novel = self._evidence(view, account, zs)
+            volume_z = max(zs[0], zs[1])
+        score, trusted, novel = self._evidence(view, account, zs, base)
         score += volume_z
-        long_outputs = zs["completion_tokens_per_request"].z >= 2.0
+        long_outputs = zs[_CPR] >= 2.0
+        # the hour's completion-token volume relative to the cohort's typical one (drift)
+        residual = logs[1] - math.log1p(base.typical(1)) if kind == LONG else 0.0
         signature = long_outputs and _templated(view)
         if signature:  # templated prompts pulling long outputs: what distillation looks like
             score += 1.5
@@ -184,7 +199,6 @@ class AccountDetector:
             verdict = self.anomaly.score(kind, cohort, view.values)
             if verdict is not None and verdict[1]:
                 score += 1.0
-            residual = logs[1] - math.log1p(zs[VOLUME[1]].baseline)
             drifting = kind == LONG and self._drifting(st, residual)
             if drifting:
                 score += 1.0
@@ -202,7 +216,7 @@ class AccountDetector:
             remember = not warm or score < self.z_learn / 2
             self._learn(view, cohort, logs, plogs if volume_z < self.z_learn else None, remember)
             if kind == LONG:
-                self._drift_learn(st, logs[1] - math.log1p(zs[VOLUME[1]].baseline))
+                self._drift_learn(st, residual)
         if self.observer is not None:
             self.observer(view, score, flagged)
         if not flagged:  # most views: the policy reads only ``flagged``; nothing to explain
@@ -210,14 +224,15 @@ class AccountDetector:
         # the explanation, in score order: top z-scores, then the evidence terms
         reasons: list[Reason] = []
         ctx: dict[str, str | bool | float | None] = {}
-        self._evidence(view, account, zs, reasons, ctx)  # the same points, now with reasons
+        self._evidence(view, account, zs, base, reasons, ctx)  # the same points, with reasons
         if signature:
             reasons.append(Reason("templated_long_outputs", 1.0, 0.0, 1.5))
         if verdict is not None and verdict[1]:
             reasons.append(Reason("cohort_anomaly", verdict[0], verdict[2], 1.0))
         if drifting:
             reasons.append(Reason("usage_drift", view.values[VOLUME[1]], 0.0, 1.0))
-        ranked = sorted(zs.values(), key=lambda z: (-z.z, z.feature))[:3]
+        named = base.explain(view.values, plogs, zs).values()
+        ranked = sorted(named, key=lambda z: (-z.z, z.feature))[:3]
         reasons[:0] = [Reason(z.feature, z.observed, z.baseline, z.z) for z in ranked if z.z > 0]
         return Finding(view, score, True, reasons, ctx, f"{DETECTOR}-{kind}")
 
@@ -276,23 +291,24 @@ class AccountDetector:
         self,
         view: View,
         account: Account | None,
-        zs: dict[str, FeatureZ],
+        zs: list[float],
+        base: _Baseline,
         reasons: list[Reason] | None = None,
         ctx: dict[str, str | bool | float | None] | None = None,
     ) -> tuple[float, bool, bool]:
-        """Bounded evidence terms: (points, trusted, novel). With ``reasons`` and ``ctx``
+        """Bounded evidence terms: (points, trusted, novel), from the view, its account and
+        its z-scores ``zs`` against ``base`` (in SCORED order). With ``reasons`` and ``ctx``
         (for a flagged view only: they cost more than the points), also the reasons for
         the points and the context the alert carries."""
         v = view.values
         points = 0.0
-        points += min(2.0, max(0.0, zs["completion_tokens_per_request"].z - 1.0))
+        points += min(2.0, max(0.0, zs[_CPR] - 1.0))
         if _templated(view):
             points += 1.5
             if reasons is not None:
-                baseline = zs["template_reuse"].baseline
+                baseline = base.typical(_TEMPLATE)
                 reasons.append(Reason("template_reuse", v["template_reuse"], baseline, 1.5))
-        breadth = ("distinct_api_keys", "distinct_ips", "distinct_networks")
-        points += min(1.5, 0.5 * sum(zs[f].z > 3.0 for f in breadth))
+        points += min(1.5, 0.5 * sum(zs[i] > 3.0 for i in _BREADTH))
         novel = False
         if view.state.views >= self.history_min_windows:
             new_nets, new_agents = v["new_network_share"], v["new_client_share"]

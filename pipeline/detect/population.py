@@ -93,17 +93,35 @@ class _Baseline:
             for name, value in slots.items():
                 setattr(self, name, value)
 
-    def z(self, values: dict[str, float], logs: list[float]) -> dict[str, FeatureZ]:
-        out = {}
-        sqrt, expm1 = math.sqrt, math.expm1
-        for f, mean, sq, x in zip(SCORED, self.mean, self.sq, logs, strict=True):
+    def z(self, logs: list[float]) -> list[float]:
+        """The z-score of each scored feature's ``log1p`` (``logs``, in :data:`SCORED`
+        order): every scored view needs these numbers, and only a flagged one needs them
+        named and explained (:meth:`explain`)."""
+        out = []
+        sqrt = math.sqrt
+        for mean, sq, x in zip(self.mean, self.sq, logs, strict=True):
             var = sq - mean * mean
             # max(sqrt(max(var, 0)), MIN_STD), NaN included, without two builtin calls
             std = sqrt(0.0 if var < 0.0 else var)
             if std < MIN_STD:
                 std = MIN_STD
-            out[f] = FeatureZ(f, values[f], expm1(mean), (x - mean) / std)
+            out.append((x - mean) / std)
         return out
+
+    def typical(self, i: int) -> float:
+        """The typical value of scored feature ``i``, back on the natural scale."""
+        return math.expm1(self.mean[i])
+
+    def explain(
+        self, values: dict[str, float], logs: list[float], zs: list[float] | None = None
+    ) -> dict[str, FeatureZ]:
+        """:meth:`z` (or ``zs``, its result) with each feature's observed and typical value."""
+        if zs is None:
+            zs = self.z(logs)
+        return {
+            f: FeatureZ(f, values[f], self.typical(i), z)
+            for i, (f, z) in enumerate(zip(SCORED, zs, strict=True))
+        }
 
 
 class PopulationBaselines:
@@ -134,16 +152,24 @@ class PopulationBaselines:
         what ``score_one`` and ``learn_one`` take as ``logs`` when the caller has them."""
         return [math.log1p(values[f]) for f in SCORED]
 
-    def score_one(
-        self, kind: str, cohort: str, values: dict[str, float], logs: list[float] | None = None
-    ) -> dict[str, FeatureZ]:
-        """Per-feature z against the cohort (or partition) baseline; {} while warming up."""
+    def baseline(self, kind: str, cohort: str) -> _Baseline | None:
+        """The baseline that scores ``(kind, cohort)``: the cohort's, or while it has
+        learned fewer than ``warmup`` windows the partition's; None while that is cold too."""
         base = self._cohorts.get((kind, cohort))
         if base is None or base.n < self.warmup:
             base = self._all.get(kind)
             if base is None or base.n < self.warmup:
-                return {}
-        return base.z(values, self.logs(values) if logs is None else logs)
+                return None
+        return base
+
+    def score_one(
+        self, kind: str, cohort: str, values: dict[str, float], logs: list[float] | None = None
+    ) -> dict[str, FeatureZ]:
+        """Per-feature z against the cohort (or partition) baseline; {} while warming up."""
+        base = self.baseline(kind, cohort)
+        if base is None:
+            return {}
+        return base.explain(values, self.logs(values) if logs is None else logs)
 
     def learn_one(
         self, kind: str, cohort: str, values: dict[str, float], logs: list[float] | None = None
