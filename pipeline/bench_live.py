@@ -21,6 +21,13 @@ Throughputs are measured from the first record to the last one the consumer saw 
 are started, and have joined their group, before the clock starts), so start-up costs are
 excluded from every figure alike. Figures are single runs on a shared machine: read the
 ratios, which compare measurements taken minutes apart on the same events.
+
+Beside each timed Faust process's events/s, the CPU time it used over the same span, per
+message (Linux only: read from ``/proc``): what the process itself costs, whatever the
+broker and the benchmark took of the same cores. A process that kept one core busy has
+events/s x CPU seconds per event ~ 1; one that waited (for the broker, or for a core)
+has less, and then its CPU per message, not its rate, is its cost. CPU per message
+still moves with the machine's speed, as rates do.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -55,6 +63,28 @@ from pipeline.topics import ensure_topics
 #: 20 reads a second (the interval until this round) that observer cost was part of the
 #: worker's figure.
 _RATE_POLL = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Timed:
+    """A timed consumer: messages per second, and CPU microseconds of its process per
+    message over the same span (None where ``/proc`` cannot be read)."""
+
+    eps: float
+    cpu_us: float | None = None
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/PID/stat``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime: fields 14 and 15
 
 
 def _scoped(settings: Settings, bootstrap: str, tag: str, **extra: str) -> Settings:
@@ -150,8 +180,9 @@ def _wait(pred, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def _timed_worker(settings: Settings, workdir: Path, target: int, tag: str) -> float:
-    """Start ``xwatch worker`` on an already filled topic; its events/s while it works.
+def _timed_worker(settings: Settings, workdir: Path, target: int, tag: str) -> Timed:
+    """Start ``xwatch worker`` on an already filled topic; its events/s while it works,
+    and its CPU per event over the same span.
 
     The rate is taken between two reads of its counter inside the run (the first that
     shows progress and the last before it reaches ``target``), so neither the start-up
@@ -166,15 +197,15 @@ def _timed_worker(settings: Settings, workdir: Path, target: int, tag: str) -> f
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
             n = _metric(port, "xwatch_records_consumed")
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), _cpu_seconds(proc.pid)
             if n >= target:
-                last = (now, n)
+                last = (now, n, cpu)
                 break
             if n > 0:
                 if first is None:
-                    first = (now, n)
+                    first = (now, n, cpu)
                 elif n > first[1]:
-                    inside = (now, n)
+                    inside = (now, n, cpu)
             if proc.poll() is not None:
                 raise RuntimeError(f"the worker exited; see {workdir}/worker-{tag}.log")
             time.sleep(_RATE_POLL)
@@ -183,7 +214,9 @@ def _timed_worker(settings: Settings, workdir: Path, target: int, tag: str) -> f
         if first is None:  # done between two reads: too short to time at this interval
             raise RuntimeError(f"{target} records took less than {_RATE_POLL} s: time more")
         end = inside if inside is not None else last
-        return (end[1] - first[1]) / (end[0] - first[0])
+        done = end[1] - first[1]
+        cpu = None if end[2] is None or first[2] is None else 1e6 * (end[2] - first[2]) / done
+        return Timed(done / (end[0] - first[0]), cpu)
     finally:
         stop_process(proc)
 
@@ -215,7 +248,7 @@ async def _raw_consume(settings: Settings, target: int) -> float:
         await consumer.stop()
 
 
-def _faust_noop(settings: Settings, target: int, workdir: Path, take: bool = False) -> float:
+def _faust_noop(settings: Settings, target: int, workdir: Path, take: bool = False) -> Timed:
     """A Faust agent that only counts, in a child process (see :func:`noop_main`); its
     files are named by its app id, so that a second run never reads the first's result.
     ``take``: iterate in the worker's batches (``kafka.take_max``, ``take_within_ms``)."""
@@ -244,7 +277,8 @@ def _faust_noop(settings: Settings, target: int, workdir: Path, take: bool = Fal
     if not out.exists():
         raise RuntimeError(f"the Faust no-op agent failed; see {log_path}")
     r = orjson.loads(out.read_bytes())
-    return (r["n"] - 1) / (r["last"] - r["first"])
+    done = r["n"] - 1
+    return Timed(done / (r["last"] - r["first"]), 1e6 * (r["cpu_last"] - r["cpu_first"]) / done)
 
 
 def noop_main(
@@ -283,14 +317,14 @@ def noop_main(
         fetch_max_wait_ms=fetch_wait_ms,
     )
     src = app.topic(topic, value_type=bytes, key_type=bytes, value_serializer="raw")
-    state = {"n": 0, "first": 0.0}
+    state = {"n": 0, "first": 0.0, "cpu_first": 0.0}
 
     def count() -> None:
         n = state["n"] = state["n"] + 1
         if n == 1:
-            state["first"] = time.perf_counter()
+            state["first"], state["cpu_first"] = time.perf_counter(), time.process_time()
         if n == target:
-            doc = {"n": n, "first": state["first"], "last": time.perf_counter()}
+            doc = {**state, "last": time.perf_counter(), "cpu_last": time.process_time()}
             Path(out).write_bytes(orjson.dumps(doc))
 
     @app.agent(src)
@@ -523,9 +557,12 @@ def bench_live(
         raw_eps = asyncio.run(_raw_consume(single, n))
         if single_pairs < 1:
             raise ValueError(f"single_pairs must be 1 or more, not {single_pairs}")
-        pairs = [_single_round(single, n, workdir, i) for i in range(single_pairs)]
+        timed = [_single_round(single, n, workdir, i) for i in range(single_pairs)]
+        pairs = [(a.eps, b.eps, c.eps) for a, b, c in timed]
         (noop_eps, noop_take_eps, live_single), vs_take = median_round(pairs)
-        live_packed = _timed_worker(packed, workdir, n, "packed")
+        by_cpu = cpu_medians(timed)
+        packed_timed = _timed_worker(packed, workdir, n, "packed")
+        live_packed = packed_timed.eps
         offline = _offline_from_file(single, evs, sim, workdir)
         # a shorter warm-up keeps the history to replay before going live at ~4 minutes
         lat_settings = _scoped(
@@ -559,13 +596,22 @@ def bench_live(
         "producer_late_p50_s": _round(latency["producer_late_p50"]),
         "producer_late_p99_s": _round(latency["producer_late_p99"]),
         "bytes_per_account": largest,
+        # CPU microseconds per message (per event, packed) of each process: medians over
+        # the rounds, each round's in single_pairs
+        "faust_noop_cpu_us": _round(by_cpu["faust_noop_cpu_us"]),
+        "faust_noop_take_cpu_us": _round(by_cpu["faust_noop_take_cpu_us"]),
+        "live_single_cpu_us": _round(by_cpu["live_single_cpu_us"]),
+        "live_packed_cpu_us": _round(packed_timed.cpu_us),
         "single_pairs": [
             {
-                "faust_noop_eps": round(a),
-                "faust_noop_take_eps": round(b),
-                "live_single_eps": round(c),
+                "faust_noop_eps": round(a.eps),
+                "faust_noop_take_eps": round(b.eps),
+                "live_single_eps": round(c.eps),
+                "faust_noop_cpu_us": _round(a.cpu_us),
+                "faust_noop_take_cpu_us": _round(b.cpu_us),
+                "live_single_cpu_us": _round(c.cpu_us),
             }
-            for a, b, c in pairs
+            for a, b, c in timed
         ],
         "memory": memory,
         "ratios": {
@@ -574,6 +620,10 @@ def bench_live(
             "faust_noop_vs_raw_consume": noop_eps / raw_eps,
             "live_single_vs_faust_noop_take": vs_take,
             "faust_noop_take_vs_faust_noop": noop_take_eps / noop_eps,
+            # by CPU per message: the no-op's over the worker's (so, like the rates above,
+            # worker/no-op in messages per CPU-second), the median over the rounds
+            "live_single_vs_faust_noop_cpu": by_cpu["vs_noop"],
+            "live_single_vs_faust_noop_take_cpu": by_cpu["vs_take"],
         },
         "workdir": str(workdir),
     }
@@ -594,8 +644,32 @@ def median_round(
     return by_noop, sorted(r[2] / r[1] for r in rounds)[mid]
 
 
-def _single_round(single: Settings, n: int, workdir: Path, i: int) -> tuple[float, float, float]:
-    """(Faust no-op, the no-op in the worker's batches, worker) events/s on the one-event
+def cpu_medians(rounds: list[tuple[Timed, Timed, Timed]]) -> dict[str, float | None]:
+    """Over rounds of (no-op, batched no-op, worker): the median CPU per message of each,
+    and the medians of the worker's messages per CPU-second against each no-op's
+    (``vs_noop``, ``vs_take``: no-op CPU / worker CPU per round). All None if a round's
+    CPU is unknown (no ``/proc``).
+
+    >>> r = [(Timed(9, 140), Timed(9, 135), Timed(8, 150)), (Timed(9, 150), Timed(9, 130),
+    ...      Timed(7, 160)), (Timed(9, 136), Timed(9, 134), Timed(8, 170))]
+    >>> {k: round(v, 3) for k, v in cpu_medians(r).items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'faust_noop_cpu_us': 140, 'faust_noop_take_cpu_us': 134, 'live_single_cpu_us': 160,
+     'vs_noop': 0.933, 'vs_take': 0.812}
+    """
+    names = ("faust_noop_cpu_us", "faust_noop_take_cpu_us", "live_single_cpu_us")
+    if any(t.cpu_us is None for r in rounds for t in r):
+        return dict.fromkeys((*names, "vs_noop", "vs_take"))
+    mid = len(rounds) // 2
+    out: dict[str, float | None] = {
+        name: sorted(r[j].cpu_us for r in rounds)[mid] for j, name in enumerate(names)
+    }
+    for key, j in (("vs_noop", 0), ("vs_take", 1)):
+        out[key] = sorted(r[j].cpu_us / r[2].cpu_us for r in rounds)[mid]
+    return out
+
+
+def _single_round(single: Settings, n: int, workdir: Path, i: int) -> tuple[Timed, Timed, Timed]:
+    """(Faust no-op, the no-op in the worker's batches, worker) timed on the one-event
     topic, each on a group of its own (the worker with a state topic and data directory of
     its own), one after the other, in an order rotated by ``i``: a machine speeding up or
     slowing down over the rounds favours none of the three."""
@@ -615,10 +689,10 @@ def _single_round(single: Settings, n: int, workdir: Path, i: int) -> tuple[floa
         lambda: _faust_noop(take, n, workdir, take=True),
         lambda: _timed_worker(worker, workdir, n, f"single{i}"),
     )
-    eps = [0.0, 0.0, 0.0]
+    out: list[Timed] = [Timed(0.0)] * 3
     for j in (i % 3, (i + 1) % 3, (i + 2) % 3):
-        eps[j] = runs[j]()
-    return eps[0], eps[1], eps[2]
+        out[j] = runs[j]()
+    return out[0], out[1], out[2]
 
 
 def _round(x: float | None) -> float | None:
@@ -628,27 +702,47 @@ def _round(x: float | None) -> float | None:
 def print_live(r: dict) -> None:
     print(f"machine: {r['machine']}")
     print(f"{r['events']:,} events of {r['accounts']:,} accounts; packed = {r['pack']} per message")
+    ratios = r["ratios"]
     rows = [
-        ("raw aiokafka getmany consume (floor)", r["raw_consume_eps"], ""),
-        ("Faust no-op agent (floor)", r["faust_noop_eps"], ""),
+        ("raw aiokafka getmany consume (floor)", r["raw_consume_eps"], None, ""),
+        ("Faust no-op agent (floor)", r["faust_noop_eps"], r.get("faust_noop_cpu_us"), ""),
         ("Faust no-op in the worker's batches", r["faust_noop_take_eps"],
-         f"{r['ratios']['faust_noop_take_vs_faust_noop']:.2f} x Faust no-op"),
-        ("live worker, one event per message", r["live_single_eps"],
-         f"{r['ratios']['live_single_vs_faust_noop']:.2f} x Faust no-op "
-         f"({r['ratios']['live_single_vs_faust_noop_take']:.2f} x in batches, the median)"),
-        ("live worker, packed messages", r["live_packed_eps"],
-         f"{r['ratios']['live_packed_vs_raw_consume']:.2f} x raw consume"),
-        ("offline core, replay from a file", r["offline_eps"], ""),
+         r.get("faust_noop_take_cpu_us"),
+         f"{ratios['faust_noop_take_vs_faust_noop']:.2f} x Faust no-op"),
+        ("live worker, one event per message", r["live_single_eps"], r.get("live_single_cpu_us"),
+         f"{ratios['live_single_vs_faust_noop']:.2f} x Faust no-op "
+         f"({ratios['live_single_vs_faust_noop_take']:.2f} x in batches, the median)"),
+        ("live worker, packed messages", r["live_packed_eps"], r.get("live_packed_cpu_us"),
+         f"{ratios['live_packed_vs_raw_consume']:.2f} x raw consume"),
+        ("offline core, replay from a file", r["offline_eps"], None, ""),
     ]  # fmt: skip
-    print(f"{'measurement':42s} {'events/s':>10s}  ratio")
-    for name, eps, ratio in rows:
-        print(f"{name:42s} {eps:>10,d}  {ratio}")
+    print(f"{'measurement':42s} {'events/s':>10s} {'CPU us/ev':>9s}  ratio")
+    for name, eps, cpu, ratio in rows:
+        cpu_text = "" if cpu is None else f"{cpu:.1f}"
+        print(f"{name:42s} {eps:>10,d} {cpu_text:>9s}  {ratio}")
+    if ratios.get("live_single_vs_faust_noop_cpu") is not None:
+        print(
+            f"  by CPU per message (the median over the rounds): the one-event worker runs "
+            f"{ratios['live_single_vs_faust_noop_cpu']:.2f} x the Faust no-op's messages per "
+            f"CPU-second ({ratios['live_single_vs_faust_noop_take_cpu']:.2f} x in batches)"
+        )
+    if r.get("live_packed_cpu_us"):
+        print(
+            f"  packed, per CPU-second of the worker: {1e6 / r['live_packed_cpu_us']:,.0f} "
+            f"events (the broker and the benchmark run on the same cores)"
+        )
     pairs = r["single_pairs"]
     if len(pairs) > 1:
         each = "; ".join(
             f"{p['live_single_eps']:,}/{p['faust_noop_eps']:,} = "
             f"{p['live_single_eps'] / p['faust_noop_eps']:.2f}, "
             f"/{p['faust_noop_take_eps']:,} = {p['live_single_eps'] / p['faust_noop_take_eps']:.2f}"
+            + (
+                f" (CPU us {p['live_single_cpu_us']:.1f} against {p['faust_noop_cpu_us']:.1f} "
+                f"and {p['faust_noop_take_cpu_us']:.1f})"
+                if p.get("live_single_cpu_us") is not None
+                else ""
+            )
             for p in pairs
         )
         print(
