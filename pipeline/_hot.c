@@ -2271,6 +2271,143 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
 
 /* ---- clone(): population._clone, the reference, in C ---- */
 
+/* ---- population baselines and an account's own history (detect/population.py,
+ * detect/account.py): the arithmetic of every scored view, in the same operations and
+ * order as the Python it stands for, so that both give the same doubles (the build
+ * turns off floating-point contraction: no fused multiply-add). ---- */
+
+/* the doubles of list ``o`` (exactly ``n`` floats), into ``out``; 0, or -1 with an error */
+static int float_list(PyObject *o, Py_ssize_t n, double *out, const char *what) {
+    if (!PyList_Check(o) || PyList_GET_SIZE(o) != n) {
+        PyErr_Format(PyExc_ValueError, "%s: a list of %zd floats expected", what, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = PyFloat_AsDouble(PyList_GET_ITEM(o, i));
+        if (out[i] == -1.0 && PyErr_Occurred()) return -1;
+    }
+    return 0;
+}
+
+static PyObject *list_of(const double *v, Py_ssize_t n) {
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f = PyFloat_FromDouble(v[i]);
+        if (f == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, f);
+    }
+    return out;
+}
+
+#define MAX_SCORED 32
+
+/* ew_learn(mean, sq, logs, alpha) -> (mean', sq'): _Baseline.learn after its first value */
+static PyObject *hot_ew_learn(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "ew_learn(mean, sq, logs, alpha)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_Check(args[2]) ? PyList_GET_SIZE(args[2]) : -1;
+    if (n < 0 || n > MAX_SCORED) {
+        PyErr_SetString(PyExc_ValueError, "ew_learn: logs must be a list of at most 32 floats");
+        return NULL;
+    }
+    double m[MAX_SCORED], q[MAX_SCORED], x[MAX_SCORED];
+    double a = PyFloat_AsDouble(args[3]);
+    if ((a == -1.0 && PyErr_Occurred()) || float_list(args[0], n, m, "ew_learn mean") < 0 ||
+        float_list(args[1], n, q, "ew_learn sq") < 0 || float_list(args[2], n, x, "ew_learn logs") < 0)
+        return NULL;
+    double b = 1 - a;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        m[i] = a * x[i] + b * m[i];
+        q[i] = a * (x[i] * x[i]) + b * q[i];
+    }
+    PyObject *mean = list_of(m, n), *sq = mean == NULL ? NULL : list_of(q, n);
+    if (sq == NULL) {
+        Py_XDECREF(mean);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", mean, sq);
+}
+
+/* zs(mean, sq, logs, min_std) -> [z, ...]: _Baseline.z */
+static PyObject *hot_zs(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "zs(mean, sq, logs, min_std)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_Check(args[2]) ? PyList_GET_SIZE(args[2]) : -1;
+    if (n < 0 || n > MAX_SCORED) {
+        PyErr_SetString(PyExc_ValueError, "zs: logs must be a list of at most 32 floats");
+        return NULL;
+    }
+    double m[MAX_SCORED], q[MAX_SCORED], x[MAX_SCORED], z[MAX_SCORED];
+    double min_std = PyFloat_AsDouble(args[3]);
+    if ((min_std == -1.0 && PyErr_Occurred()) || float_list(args[0], n, m, "zs mean") < 0 ||
+        float_list(args[1], n, q, "zs sq") < 0 || float_list(args[2], n, x, "zs logs") < 0)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double var = q[i] - m[i] * m[i];
+        double std = sqrt(var < 0.0 ? 0.0 : var);
+        if (std < min_std) std = min_std;
+        z[i] = (x[i] - m[i]) / std;
+    }
+    return list_of(z, n);
+}
+
+/* learn_stats(s, logs, alpha, at, unit): account._learn_stats on an existing ``s``, in
+ * place (array('d') [n, last, mean..., var...] of 2 + 2 * len(logs) values) */
+static PyObject *hot_learn_stats(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "learn_stats(s, logs: tuple, alpha, at, unit)");
+        return NULL;
+    }
+    Py_ssize_t k = PyTuple_GET_SIZE(args[1]);
+    double alpha = PyFloat_AsDouble(args[2]), at = PyFloat_AsDouble(args[3]),
+           unit = PyFloat_AsDouble(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    if (k > MAX_SCORED) {
+        PyErr_SetString(PyExc_ValueError, "learn_stats: at most 32 logs");
+        return NULL;
+    }
+    double x[MAX_SCORED];
+    for (Py_ssize_t i = 0; i < k; i++) {
+        x[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(args[1], i));
+        if (x[i] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    Py_buffer v;
+    if (PyObject_GetBuffer(args[0], &v, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) return NULL;
+    double *s = (double *)v.buf;
+    if (v.format == NULL || strcmp(v.format, "d") != 0 ||
+        v.len != (Py_ssize_t)sizeof(double) * (2 + 2 * k)) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "learn_stats: s does not match logs");
+        return NULL;
+    }
+    if (unit == 0.0) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+        return NULL;
+    }
+    s[0] += 1;
+    double steps = (at - s[1]) / unit;
+    if (!(steps > 1.0)) steps = 1.0; /* max(1.0, steps): NaN gives 1.0, as max does */
+    s[1] = at;
+    double a = 1.0 - pow(1.0 - alpha, steps), floor_ = 1.0 / s[0];
+    if (floor_ > a) a = floor_; /* max(a, floor_) */
+    for (Py_ssize_t i = 0; i < k; i++) {
+        double d = x[i] - s[2 + i];
+        s[2 + i] += a * d;
+        s[2 + k + i] = (1 - a) * (s[2 + k + i] + a * d * d);
+    }
+    PyBuffer_Release(&v);
+    Py_RETURN_NONE;
+}
+
 static int is_name(PyObject *key, const char *name) {
     return PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, name) == 0;
 }
@@ -2416,6 +2553,12 @@ static PyMethodDef methods[] = {
     {"clone", (PyCFunction)(void (*)(void))hot_clone, METH_FASTCALL,
      "clone(node, nodes) -> copy: a river padded tree with zero masses (population._clone)."},
     {"view_type", hot_view_type, METH_O, "view_type(View): the class view() makes."},
+    {"ew_learn", (PyCFunction)(void (*)(void))hot_ew_learn, METH_FASTCALL,
+     "ew_learn(mean, sq, logs, alpha) -> (mean, sq): population._Baseline.learn's update."},
+    {"zs", (PyCFunction)(void (*)(void))hot_zs, METH_FASTCALL,
+     "zs(mean, sq, logs, min_std) -> [z, ...]: population._Baseline.z."},
+    {"learn_stats", (PyCFunction)(void (*)(void))hot_learn_stats, METH_FASTCALL,
+     "learn_stats(s, logs, alpha, at, unit): account._learn_stats on an existing s, in place."},
     {"records", (PyCFunction)(void (*)(void))hot_records, METH_FASTCALL,
      "records(data, end, partitions, line) -> ([(partition, line, key, raw, 0)], "
      "next line): replay.file_records' records of the lines of data[:end]."},

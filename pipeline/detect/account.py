@@ -45,6 +45,11 @@ from pipeline.detect.population import (
 from pipeline.features.windows import LONG, SHORT, AccountState, View
 from pipeline.records import Account, Reason
 
+try:
+    from pipeline import _hot
+except ImportError:  # installed without a C compiler: the Python reference below
+    _hot = None
+
 DETECTOR = "account"
 _DAY = 86_400.0
 _MIN_SELF_STD = 0.35
@@ -94,10 +99,17 @@ def _learn_stats(
     >>> [round(z, 1) for z in _self_z(s, (2.0, 9.0))]
     [0.0, 11.4]
     """
-    k = len(logs)
     if s is None:
-        s = array("d", [0.0] * (2 + 2 * k))
+        s = array("d", [0.0] * (2 + 2 * len(logs)))
         s[1] = at - unit
+    _fade(s, logs, alpha, at, unit)
+    return s
+
+
+def fade_py(s: array, logs: tuple[float, ...], alpha: float, at: float, unit: float) -> None:
+    """:func:`_learn_stats`'s update of an existing ``s``, in place: the Python reference of
+    ``_hot.learn_stats`` (``tests/unit/test_detectors.py`` compares the two to the bit)."""
+    k = len(logs)
     s[0] += 1
     steps = max(1.0, (at - s[1]) / unit)
     s[1] = at
@@ -106,7 +118,9 @@ def _learn_stats(
         d = x - s[2 + i]
         s[2 + i] += a * d
         s[2 + k + i] = (1 - a) * (s[2 + k + i] + a * d * d)
-    return s
+
+
+_fade = fade_py if _hot is None else _hot.learn_stats
 
 
 def _self_z(s: array, logs: tuple[float, ...]) -> list[float]:

@@ -73,10 +73,7 @@ class _Baseline:
             self.mean = list(logs)
             self.sq = [x * x for x in logs]
         else:
-            a = self.alpha
-            b = 1 - a
-            self.mean = [a * x + b * m for x, m in zip(logs, self.mean, strict=True)]
-            self.sq = [a * (x * x) + b * q for x, q in zip(logs, self.sq, strict=True)]
+            self.mean, self.sq = _ew_learn(self.mean, self.sq, logs, self.alpha)
         self.n += 1
 
     def __setstate__(self, state: tuple[None, dict]) -> None:
@@ -97,16 +94,7 @@ class _Baseline:
         """The z-score of each scored feature's ``log1p`` (``logs``, in :data:`SCORED`
         order): every scored view needs these numbers, and only a flagged one needs them
         named and explained (:meth:`explain`)."""
-        out = []
-        sqrt = math.sqrt
-        for mean, sq, x in zip(self.mean, self.sq, logs, strict=True):
-            var = sq - mean * mean
-            # max(sqrt(max(var, 0)), MIN_STD), NaN included, without two builtin calls
-            std = sqrt(0.0 if var < 0.0 else var)
-            if std < MIN_STD:
-                std = MIN_STD
-            out.append((x - mean) / std)
-        return out
+        return _zs(self.mean, self.sq, logs, MIN_STD)
 
     def typical(self, i: int) -> float:
         """The typical value of scored feature ``i``, back on the natural scale."""
@@ -122,6 +110,39 @@ class _Baseline:
             f: FeatureZ(f, values[f], self.typical(i), z)
             for i, (f, z) in enumerate(zip(SCORED, zs, strict=True))
         }
+
+
+def ew_learn_py(
+    mean: list[float], sq: list[float], logs: list[float], alpha: float
+) -> tuple[list[float], list[float]]:
+    """The fading means of the values and of their squares after ``logs``: the Python
+    reference of ``_hot.ew_learn``, which :class:`_Baseline` uses when the C hot path is
+    built (``tests/unit/test_detectors.py`` compares the two to the bit)."""
+    b = 1 - alpha
+    return (
+        [alpha * x + b * m for x, m in zip(logs, mean, strict=True)],
+        [alpha * (x * x) + b * q for x, q in zip(logs, sq, strict=True)],
+    )
+
+
+def zs_py(mean: list[float], sq: list[float], logs: list[float], min_std: float) -> list[float]:
+    """z of each of ``logs`` against its fading mean and variance, the standard deviation
+    at least ``min_std``: the Python reference of ``_hot.zs``."""
+    out = []
+    sqrt = math.sqrt
+    for m, q, x in zip(mean, sq, logs, strict=True):
+        var = q - m * m
+        # max(sqrt(max(var, 0)), min_std), NaN included, without two builtin calls
+        std = sqrt(0.0 if var < 0.0 else var)
+        if std < min_std:
+            std = min_std
+        out.append((x - m) / std)
+    return out
+
+
+# every scored view calls both (a few microseconds each in Python, a tenth of that in C)
+_ew_learn = ew_learn_py if _hot is None else _hot.ew_learn
+_zs = zs_py if _hot is None else _hot.zs
 
 
 class PopulationBaselines:

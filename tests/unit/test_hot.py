@@ -168,6 +168,65 @@ def test_partition_is_kafkas_murmur2_partitioner(key: bytes, partitions: int) ->
     assert partition_for(key, partitions) == _hot.partition(key, partitions)
 
 
+def _same_doubles(a, b) -> bool:
+    """Equal to the bit (NaN to NaN, and a zero's sign kept)."""
+    import struct
+
+    bits = struct.Struct("d").pack
+    return len(a) == len(b) and all(
+        (x != x and y != y) or bits(x) == bits(y) for x, y in zip(a, b, strict=True)
+    )
+
+
+_floats = st.floats(allow_nan=True, allow_infinity=False, width=64)
+_logs = st.lists(st.floats(-5, 30), min_size=8, max_size=8)
+_moments = st.lists(_floats, min_size=8, max_size=8)
+
+
+@settings(max_examples=300)
+@given(_moments, _moments, _logs, st.floats(0.0, 1.0))
+def test_baseline_arithmetic_is_the_pythons_to_the_bit(mean, sq, logs, alpha) -> None:
+    """Every scored view fades its cohort's baselines (_hot.ew_learn) and takes z-scores
+    against them (_hot.zs): the same doubles as the Python reference, NaN included."""
+    from pipeline.detect.population import MIN_STD, ew_learn_py, zs_py
+
+    got, want = _hot.ew_learn(mean, sq, logs, alpha), ew_learn_py(mean, sq, logs, alpha)
+    assert all(_same_doubles(g, w) for g, w in zip(got, want, strict=True))
+    assert _same_doubles(_hot.zs(mean, sq, logs, MIN_STD), zs_py(mean, sq, logs, MIN_STD))
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(_floats, min_size=6, max_size=6).map(lambda v: [abs(v[0]) % 1e6, *v[1:]]),
+    st.tuples(st.floats(-5, 30), st.floats(-5, 30)),
+    st.sampled_from([0.05, 0.1, 0.3]),
+    _floats,
+    st.sampled_from([60.0, 3600.0]),
+)
+def test_an_accounts_history_fades_as_in_python_to_the_bit(s, logs, alpha, at, unit) -> None:
+    """An account's own history (_hot.learn_stats, in place) against the Python reference,
+    NaN included: max() keeps its first argument when the other is NaN."""
+    from pipeline.detect.account import fade_py
+
+    c, py = array("d", s), array("d", s)
+    _hot.learn_stats(c, logs, alpha, at, unit)
+    fade_py(py, logs, alpha, at, unit)
+    assert _same_doubles(c, py)
+
+
+def test_the_baseline_kernels_refuse_what_they_cannot_read() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="a list of 8 floats"):
+        _hot.ew_learn([0.0] * 7, [0.0] * 8, [0.0] * 8, 0.1)
+    with pytest.raises(TypeError):
+        _hot.zs([0.0] * 8, [0.0] * 8, ["x"] * 8, 0.25)
+    with pytest.raises(ValueError, match="does not match"):
+        _hot.learn_stats(array("d", [0.0] * 5), (1.0, 2.0), 0.1, 0.0, 60.0)
+    with pytest.raises(ValueError, match="does not match"):
+        _hot.learn_stats(array("f", [0.0] * 6), (1.0, 2.0), 0.1, 0.0, 60.0)
+
+
 @given(st.text(max_size=300))
 def test_event_id_hash_is_blake2b(text: str) -> None:
     try:
