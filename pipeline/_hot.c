@@ -2269,8 +2269,6 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return Py_BuildValue("(nl)", i, r);
 }
 
-/* ---- clone(): population._clone, the reference, in C ---- */
-
 /* ---- population baselines and an account's own history (detect/population.py,
  * detect/account.py): the arithmetic of every scored view, in the same operations and
  * order as the Python it stands for, so that both give the same doubles (the build
@@ -2407,6 +2405,8 @@ static PyObject *hot_learn_stats(PyObject *self, PyObject *const *args, Py_ssize
     PyBuffer_Release(&v);
     Py_RETURN_NONE;
 }
+
+/* ---- clone(): population._clone, the reference, in C ---- */
 
 static int is_name(PyObject *key, const char *name) {
     return PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, name) == 0;

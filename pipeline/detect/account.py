@@ -108,7 +108,7 @@ def _learn_stats(
 
 def fade_py(s: array, logs: tuple[float, ...], alpha: float, at: float, unit: float) -> None:
     """:func:`_learn_stats`'s update of an existing ``s``, in place: the Python reference of
-    ``_hot.learn_stats`` (``tests/unit/test_detectors.py`` compares the two to the bit)."""
+    ``_hot.learn_stats`` (``tests/unit/test_hot.py`` compares the two to the bit)."""
     k = len(logs)
     s[0] += 1
     steps = max(1.0, (at - s[1]) / unit)

@@ -117,7 +117,7 @@ def ew_learn_py(
 ) -> tuple[list[float], list[float]]:
     """The fading means of the values and of their squares after ``logs``: the Python
     reference of ``_hot.ew_learn``, which :class:`_Baseline` uses when the C hot path is
-    built (``tests/unit/test_detectors.py`` compares the two to the bit)."""
+    built (``tests/unit/test_hot.py`` compares the two to the bit)."""
     b = 1 - alpha
     return (
         [alpha * x + b * m for x, m in zip(logs, mean, strict=True)],
