@@ -2275,9 +2275,9 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
  * turns off floating-point contraction: no fused multiply-add). ---- */
 
 /* the doubles of list ``o`` (exactly ``n`` floats), into ``out``; 0, or -1 with an error */
-static int float_list(PyObject *o, Py_ssize_t n, double *out, const char *what) {
+static int float_list(PyObject *o, Py_ssize_t n, double *out, const char *fn, const char *what) {
     if (!PyList_Check(o) || PyList_GET_SIZE(o) != n) {
-        PyErr_Format(PyExc_ValueError, "%s: a list of %zd floats expected", what, n);
+        PyErr_Format(PyExc_ValueError, "%s %s: a list of %zd floats expected", fn, what, n);
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -2303,22 +2303,33 @@ static PyObject *list_of(const double *v, Py_ssize_t n) {
 
 #define MAX_SCORED 32
 
-/* ew_learn(mean, sq, logs, alpha) -> (mean', sq'): _Baseline.learn after its first value */
-static PyObject *hot_ew_learn(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* The arguments (mean, sq, logs, scalar) of ew_learn and zs (``fn``; ``usage`` is its
+ * signature): the three lists' doubles into m, q, x and the scalar into *k. The number
+ * of values, or -1 with an error. */
+static Py_ssize_t moments_args(PyObject *const *args, Py_ssize_t nargs, const char *fn,
+                               const char *usage, double *m, double *q, double *x, double *k) {
     if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "ew_learn(mean, sq, logs, alpha)");
-        return NULL;
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
     }
     Py_ssize_t n = PyList_Check(args[2]) ? PyList_GET_SIZE(args[2]) : -1;
     if (n < 0 || n > MAX_SCORED) {
-        PyErr_SetString(PyExc_ValueError, "ew_learn: logs must be a list of at most 32 floats");
-        return NULL;
+        PyErr_Format(PyExc_ValueError, "%s: logs must be a list of at most 32 floats", fn);
+        return -1;
     }
-    double m[MAX_SCORED], q[MAX_SCORED], x[MAX_SCORED];
-    double a = PyFloat_AsDouble(args[3]);
-    if ((a == -1.0 && PyErr_Occurred()) || float_list(args[0], n, m, "ew_learn mean") < 0 ||
-        float_list(args[1], n, q, "ew_learn sq") < 0 || float_list(args[2], n, x, "ew_learn logs") < 0)
-        return NULL;
+    *k = PyFloat_AsDouble(args[3]);
+    if ((*k == -1.0 && PyErr_Occurred()) || float_list(args[0], n, m, fn, "mean") < 0 ||
+        float_list(args[1], n, q, fn, "sq") < 0 || float_list(args[2], n, x, fn, "logs") < 0)
+        return -1;
+    return n;
+}
+
+/* ew_learn(mean, sq, logs, alpha) -> (mean', sq'): _Baseline.learn after its first value */
+static PyObject *hot_ew_learn(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    double m[MAX_SCORED], q[MAX_SCORED], x[MAX_SCORED], a;
+    Py_ssize_t n = moments_args(args, nargs, "ew_learn", "ew_learn(mean, sq, logs, alpha)", m,
+                                q, x, &a);
+    if (n < 0) return NULL;
     double b = 1 - a;
     for (Py_ssize_t i = 0; i < n; i++) {
         m[i] = a * x[i] + b * m[i];
@@ -2334,20 +2345,10 @@ static PyObject *hot_ew_learn(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 /* zs(mean, sq, logs, min_std) -> [z, ...]: _Baseline.z */
 static PyObject *hot_zs(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "zs(mean, sq, logs, min_std)");
-        return NULL;
-    }
-    Py_ssize_t n = PyList_Check(args[2]) ? PyList_GET_SIZE(args[2]) : -1;
-    if (n < 0 || n > MAX_SCORED) {
-        PyErr_SetString(PyExc_ValueError, "zs: logs must be a list of at most 32 floats");
-        return NULL;
-    }
-    double m[MAX_SCORED], q[MAX_SCORED], x[MAX_SCORED], z[MAX_SCORED];
-    double min_std = PyFloat_AsDouble(args[3]);
-    if ((min_std == -1.0 && PyErr_Occurred()) || float_list(args[0], n, m, "zs mean") < 0 ||
-        float_list(args[1], n, q, "zs sq") < 0 || float_list(args[2], n, x, "zs logs") < 0)
-        return NULL;
+    double m[MAX_SCORED], q[MAX_SCORED], x[MAX_SCORED], z[MAX_SCORED], min_std;
+    Py_ssize_t n = moments_args(args, nargs, "zs", "zs(mean, sq, logs, min_std)", m, q, x,
+                                &min_std);
+    if (n < 0) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         double var = q[i] - m[i] * m[i];
         double std = sqrt(var < 0.0 ? 0.0 : var);

@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median_high
 
 import orjson
 
@@ -639,9 +640,8 @@ def median_round(
     >>> median_round([(10, 10, 9), (10, 12, 7), (10, 8, 8)])
     ((10, 8, 8), 0.9)
     """
-    mid = len(rounds) // 2
-    by_noop = sorted(rounds, key=lambda r: r[2] / r[0])[mid]
-    return by_noop, sorted(r[2] / r[1] for r in rounds)[mid]
+    by_noop = sorted(rounds, key=lambda r: r[2] / r[0])[len(rounds) // 2]  # median_high's
+    return by_noop, median_high(r[2] / r[1] for r in rounds)
 
 
 def cpu_medians(rounds: list[tuple[Timed, Timed, Timed]]) -> dict[str, float | None]:
@@ -659,12 +659,11 @@ def cpu_medians(rounds: list[tuple[Timed, Timed, Timed]]) -> dict[str, float | N
     names = ("faust_noop_cpu_us", "faust_noop_take_cpu_us", "live_single_cpu_us")
     if any(t.cpu_us is None for r in rounds for t in r):
         return dict.fromkeys((*names, "vs_noop", "vs_take"))
-    mid = len(rounds) // 2
     out: dict[str, float | None] = {
-        name: sorted(r[j].cpu_us for r in rounds)[mid] for j, name in enumerate(names)
+        name: median_high(r[j].cpu_us for r in rounds) for j, name in enumerate(names)
     }
     for key, j in (("vs_noop", 0), ("vs_take", 1)):
-        out[key] = sorted(r[j].cpu_us / r[2].cpu_us for r in rounds)[mid]
+        out[key] = median_high(r[j].cpu_us / r[2].cpu_us for r in rounds)
     return out
 
 
