@@ -97,7 +97,7 @@ enum { R_EVENT_ID, R_ACCOUNT_ID, R_KEY, R_UA, R_ENDPOINT, R_MODEL, R_IP, R_TS, R
 /* attribute names */
 static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_late,
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_buckets, *a_seen,
-    *a_fps, *a_cache, *a_overrides, *a_lookup, *a_kind,
+    *a_fps, *a_cache, *a_overrides, *a_lookup, *a_lookup_parsed, *small_four, *a_kind,
     *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_phase,
     *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour, *a_active_flag;
 
@@ -1764,10 +1764,21 @@ static PyObject *network_info(PyObject *network, const char *ips, Py_ssize_t ipn
             return NULL;
         }
         PyObject *info = PyDict_GetItemWithError(cache, key); /* address_key -> NetworkInfo */
-        Py_DECREF(key);
         Py_DECREF(cache);
-        if (info != NULL) return Py_NewRef(info);
-        if (PyErr_Occurred()) return NULL;
+        if (info != NULL || PyErr_Occurred()) {
+            Py_DECREF(key);
+            return Py_XNewRef(info);
+        }
+        /* a miss: NetworkEnricher.lookup_parsed(4, value, ip, ts), the address parsed */
+        PyObject *t = NULL;
+        if ((*ip != NULL || (*ip = ascii_str(ips, ipn)) != NULL) &&
+            (t = PyFloat_FromDouble(ts)) != NULL) {
+            PyObject *args[5] = {network, small_four, key, *ip, t};
+            info = PyObject_VectorcallMethod(a_lookup_parsed, args, 5, NULL);
+        }
+        Py_XDECREF(t);
+        Py_DECREF(key);
+        return info;
     }
     if (*ip == NULL && (*ip = ascii_str(ips, ipn)) == NULL) return NULL; /* canonical: ASCII */
     PyObject *t = PyFloat_FromDouble(ts);
@@ -2301,6 +2312,73 @@ static PyObject *list_of(const double *v, Py_ssize_t n) {
     return out;
 }
 
+/* ---- range tables (enrich.ipdata.range_find_py is the reference) ---- */
+
+/* One unsigned integer column of a range table: an array.array of typecode I, L or Q
+ * (4 or 8 bytes a value), as a read-only buffer. 0, or -1 with an error. */
+static int uint_column(PyObject *obj, Py_buffer *view, const char *what) {
+    if (PyObject_CheckBuffer(obj) && PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_ND) == 0) {
+        const char *f = view->format;
+        if (view->ndim == 1 && f != NULL && (f[0] == 'I' || f[0] == 'L' || f[0] == 'Q') &&
+            f[1] == 0 && (view->itemsize == 4 || view->itemsize == 8))
+            return 0;
+        PyBuffer_Release(view);
+    }
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "range_find: %s must be an array of typecode I, L or Q", what);
+    return -1;
+}
+
+static inline uint64_t column_at(const Py_buffer *v, Py_ssize_t i) {
+    return v->itemsize == 4 ? ((const uint32_t *)v->buf)[i] : ((const uint64_t *)v->buf)[i];
+}
+
+/* range_find(starts, ends, value) -> i with starts[i] <= value <= ends[i], or -1: a binary
+ * search of sorted, non-overlapping ranges held in arrays, without the Python int per
+ * probe that bisect makes of an array's items. */
+static PyObject *hot_range_find(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "range_find(starts, ends, value)");
+        return NULL;
+    }
+    if (!PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "range_find: value must be an int");
+        return NULL;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(args[2]);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
+        PyErr_Clear(); /* below 0 or above 2**64 - 1: outside every range of the columns */
+        return PyLong_FromLong(-1);
+    }
+    Py_buffer s, e;
+    if (uint_column(args[0], &s, "starts") < 0) return NULL;
+    if (uint_column(args[1], &e, "ends") < 0) {
+        PyBuffer_Release(&s);
+        return NULL;
+    }
+    Py_ssize_t n = s.len / s.itemsize, found = -1;
+    if (e.len / e.itemsize != n) {
+        PyBuffer_Release(&s);
+        PyBuffer_Release(&e);
+        PyErr_SetString(PyExc_ValueError, "range_find: starts and ends differ in length");
+        return NULL;
+    }
+    uint64_t value = (uint64_t)v;
+    Py_ssize_t lo = 0, hi = n; /* bisect_right: the first start above value */
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (value < column_at(&s, mid))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (lo > 0 && value <= column_at(&e, lo - 1)) found = lo - 1;
+    PyBuffer_Release(&s);
+    PyBuffer_Release(&e);
+    return PyLong_FromSsize_t(found);
+}
+
 #define MAX_SCORED 32
 
 /* The arguments (mean, sq, logs, scalar) of ew_learn and zs (``fn``; ``usage`` is its
@@ -2554,6 +2632,8 @@ static PyMethodDef methods[] = {
     {"clone", (PyCFunction)(void (*)(void))hot_clone, METH_FASTCALL,
      "clone(node, nodes) -> copy: a river padded tree with zero masses (population._clone)."},
     {"view_type", hot_view_type, METH_O, "view_type(View): the class view() makes."},
+    {"range_find", (PyCFunction)(void (*)(void))hot_range_find, METH_FASTCALL,
+     "range_find(starts, ends, value) -> index of the range holding value, or -1."},
     {"ew_learn", (PyCFunction)(void (*)(void))hot_ew_learn, METH_FASTCALL,
      "ew_learn(mean, sq, logs, alpha) -> (mean, sq): population._Baseline.learn's update."},
     {"zs", (PyCFunction)(void (*)(void))hot_zs, METH_FASTCALL,
@@ -2633,6 +2713,8 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(a_cache, "_cache");
     INTERN(a_overrides, "overrides");
     INTERN(a_lookup, "lookup");
+    INTERN(a_lookup_parsed, "lookup_parsed");
+    if ((small_four = PyLong_FromLong(4)) == NULL) return NULL;
     INTERN(a_kind, "kind");
     INTERN(a_prefix, "prefix");
     INTERN(a_asn, "asn");

@@ -44,6 +44,22 @@ class IpDataError(RuntimeError):
     """The ASN data could not be installed or read."""
 
 
+def range_find_py(starts, ends, value: int) -> int:
+    """The index ``i`` of the range ``starts[i] <= value <= ends[i]`` of sorted,
+    non-overlapping ranges, or -1: the Python reference of ``_hot.range_find``, which
+    searches arrays without making a Python int of each item it compares (a cold address
+    lookup searches two tables of up to half a million ranges; ``tests/unit/test_hot.py``
+    compares the two)."""
+    i = bisect.bisect_right(starts, value) - 1
+    return i if i >= 0 and value <= ends[i] else -1
+
+
+try:  # arrays of unsigned ints only (IPv4 columns); IPv6 columns are lists of ints
+    from pipeline._hot import range_find as find_in_arrays
+except ImportError:  # installed without a C compiler
+    find_in_arrays = range_find_py
+
+
 class AsnTable:
     """Sorted, non-overlapping ranges -> (ASN, organisation).
 
@@ -102,9 +118,13 @@ class AsnTable:
         return cls(v4, v6, orgs, meta)
 
     def lookup(self, value: int, version: int) -> tuple[int, str] | None:
-        starts, ends, asns, orgs = self._v4 if version == 4 else self._v6
-        i = bisect.bisect_right(starts, value) - 1
-        if i < 0 or value > ends[i]:
+        if version == 4:
+            starts, ends, asns, orgs = self._v4
+            i = find_in_arrays(starts, ends, value)
+        else:
+            starts, ends, asns, orgs = self._v6
+            i = range_find_py(starts, ends, value)
+        if i < 0:
             return None
         return asns[i], self._orgs[orgs[i]]
 

@@ -27,11 +27,12 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import logging
+from array import array
 from pathlib import Path
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
-from pipeline.enrich.ipdata import FILE_NAME, AsnTable
+from pipeline.enrich.ipdata import FILE_NAME, AsnTable, find_in_arrays
 from pipeline.records import IntelRecord, NetworkInfo
 from pipeline.settings import NetworkSettings
 
@@ -171,6 +172,13 @@ class BuiltinNetworkData:
         from iptocc import country_code
 
         self._ranges = dataset()  # iporigin's sorted range table: find(int, version)
+        # its IPv4 columns, searched in C (find_in_arrays) when they are arrays, as in
+        # iporigin 0.x; otherwise every lookup asks find()
+        r = self._ranges
+        columns = [getattr(r, name, None) for name in ("v4_starts", "v4_ends", "v4_labels")]
+        self._v4 = None
+        if all(isinstance(c, array) for c in columns) and isinstance(r.labels, list):
+            self._v4 = (*columns, r.labels)
         self._country = country_code
         self.asn = asn
         self._geo = None  # geoip2fast, loaded on first need
@@ -185,8 +193,18 @@ class BuiltinNetworkData:
             self._geo = GeoIP2Fast(geoip2fast_data_file="geoip2fast-asn-ipv6.dat.gz", verbose=False)
         return self._geo.lookup(text).asn_name or None
 
+    def origin(self, version: int, value: int) -> tuple[str, str] | None:
+        """iporigin's (provider, kind) of the address: its ``find``, and for IPv4 the same
+        search over its columns in C."""
+        v4 = self._v4 if version == 4 else None
+        if v4 is None:
+            return self._ranges.find(value, version)
+        starts, ends, labels, names = v4
+        i = find_in_arrays(starts, ends, value)
+        return names[labels[i]] if i >= 0 else None
+
     def lookup(self, version: int, value: int, text: str) -> NetworkInfo:
-        found = self._ranges.find(value, version)
+        found = self.origin(version, value)
         provider, kind = found if found is not None else ("", "unknown")
         asn_hit = self.asn.lookup(value, version) if self.asn is not None else None
         asn, org = asn_hit if asn_hit is not None else (None, self._org_fallback(text))
@@ -365,6 +383,11 @@ class NetworkEnricher:
 
     def lookup(self, ip_text: str, at: float = 0.0) -> NetworkInfo:
         version, value = parse(ip_text)
+        return self.lookup_parsed(version, value, ip_text, at)
+
+    def lookup_parsed(self, version: int, value: int, ip_text: str, at: float = 0.0) -> NetworkInfo:
+        """:meth:`lookup` of an address already parsed (``parse(ip_text)``): the C path
+        has an IPv4 address's value in hand when the cache misses."""
         key = address_key(version, value)
         info = self._cache.get(key)
         if info is None:

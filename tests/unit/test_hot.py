@@ -34,7 +34,7 @@ from pipeline.codec import (
     encode_request,
     normalize_ip,
 )
-from pipeline.enrich.network import NetworkEnricher
+from pipeline.enrich.network import NetworkEnricher, parse
 from pipeline.features.windows import PT, RISKY, K, event_id_hash, unpack_buckets
 from pipeline.flow import Flow, is_packed, partition_for
 from pipeline.records import IntelRecord, Source
@@ -276,6 +276,15 @@ def test_the_c_path_reads_cached_addresses_by_their_key(network: NetworkEnricher
     for i, ip in enumerate(ips, start=1):
         enricher.hot_memo = None  # a fresh memo: only the cache can answer
         assert _hot.event(ws, enricher, orjson.dumps(_event(i, "a1", 1.2, ip=ip)), 1e9) == 0
+    assert calls == ["2601:1c0::5"]
+    # an IPv4 address not cached yet: the enricher's lookup_parsed, with C's parse of it
+    parsed: list[tuple] = []
+    real_parsed = enricher.lookup_parsed
+    enricher.lookup_parsed = lambda *a: parsed.append(a) or real_parsed(*a)  # type: ignore[method-assign]
+    raw = orjson.dumps(_event(9, "a1", 1.3, ip="9.9.9.9"))
+    assert _hot.event(ws, enricher, raw, 1e9) == 0
+    assert parsed == [(4, parse("9.9.9.9")[1], "9.9.9.9", BASE + 1.3)]
+    assert enricher._cache[parse("9.9.9.9")[1]] == real("9.9.9.9")
     assert calls == ["2601:1c0::5"]
 
 
@@ -550,3 +559,43 @@ def _event(i: int, account: str, offset: float, ip: str = "203.0.113.7", fp=None
     if fp is not None:
         doc["prompt_fingerprint"] = fp
     return doc
+
+
+@st.composite
+def range_tables(draw):
+    """Sorted, non-overlapping ranges (single addresses among them) in an array of
+    typecode I, L or Q, and values to look up: every edge, its neighbours, and any int."""
+    code = draw(st.sampled_from("ILQ"))
+    top = (1 << 8 * array(code).itemsize) - 1
+    bounds = sorted(set(draw(st.lists(st.integers(0, top), max_size=40))))
+    starts, ends = [], []
+    for lo, hi in zip(bounds[0::2], bounds[1::2], strict=False):
+        starts.append(lo)
+        ends.append(lo if draw(st.booleans()) else hi)
+    edges = [b + d for b in starts + ends for d in (-1, 0, 1)]
+    values = edges + draw(st.lists(st.integers(-2, 1 << 66), max_size=10))
+    return array(code, starts), array(code, ends), values
+
+
+@settings(max_examples=300)
+@given(range_tables())
+def test_a_range_is_found_as_bisect_finds_it(table) -> None:
+    """The network lookups' range search (_hot.range_find) against its Python reference."""
+    from pipeline.enrich.ipdata import range_find_py
+
+    starts, ends, values = table
+    for v in values:
+        assert _hot.range_find(starts, ends, v) == range_find_py(starts, ends, v), v
+
+
+def test_the_range_search_refuses_what_it_cannot_read() -> None:
+    import pytest
+
+    with pytest.raises(TypeError, match="typecode"):
+        _hot.range_find(array("i", [1]), array("I", [2]), 1)  # signed
+    with pytest.raises(TypeError, match="typecode"):
+        _hot.range_find([1], array("I", [2]), 1)  # a list: bisect it in Python
+    with pytest.raises(ValueError, match="differ in length"):
+        _hot.range_find(array("I", [1, 5]), array("I", [2]), 1)
+    with pytest.raises(TypeError, match="an int"):
+        _hot.range_find(array("I", [1]), array("I", [2]), 1.0)

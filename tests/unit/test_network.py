@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.enrich.ipdata import range_find_py
 from pipeline.enrich.network import (
     NetworkEnricher,
     Overrides,
@@ -134,6 +135,28 @@ def test_reserved_table_covers_everything_python_calls_non_global(ip) -> None:
     if not ip.is_global or ip.is_multicast:
         assert is_reserved(ip.version, int(ip)), ip
     assert parse(str(ip)) == (ip.version, int(ip))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([None, -1, 0, 1]))
+def test_ipv4_tables_are_searched_in_c_as_their_own_lookups_search_them(
+    network: NetworkEnricher, value: int, near_edge: int | None
+) -> None:
+    """A cold IPv4 lookup searches iporigin's columns and the ASN table's in C
+    (find_in_arrays); the answers must be those of iporigin's find and of bisect, for any
+    address and at the edges of iporigin's ranges (``near_edge``: that far from one)."""
+    builtin = network._builtin
+    assert builtin._v4 is not None, "iporigin's IPv4 columns are no longer arrays"
+    if near_edge is not None:
+        starts, ends = builtin._v4[:2]
+        edges = starts if value % 2 else ends
+        value = min(max(edges[value % len(edges)] + near_edge, 0), 2**32 - 1)
+    assert builtin.origin(4, value) == builtin._ranges.find(value, 4)
+    if builtin.asn is not None:
+        starts, ends, asns, orgs = builtin.asn._v4
+        i = range_find_py(starts, ends, value)
+        want = None if i < 0 else (asns[i], builtin.asn._orgs[orgs[i]])
+        assert builtin.asn.lookup(value, 4) == want
 
 
 def _xwatch(*args: str) -> subprocess.CompletedProcess:
