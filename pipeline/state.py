@@ -44,12 +44,14 @@ from pipeline.subscribe import read_range
 log = logging.getLogger("xwatch.state")
 
 CHUNK = 512 * 1024
-VERSION = 7  # 2: distinct values and fingerprints in integer tables (features.table);
+VERSION = 8  # 2: distinct values and fingerprints in integer tables (features.table);
 # 3: each account's view phase (features.windows.view_phase); 4: an account's buckets in one
 # flat array; 5: its recent event ids in its seen table's header; 6: its learned histories
 # there too; 7: its buckets as 84-byte records (features.windows.BUCKET) instead of K
-# doubles (features.windows.AccountState, which also unpickles versions 3 to 6)
-READABLE = frozenset({3, 4, 5, 6, VERSION})
+# doubles (features.windows.AccountState, which also unpickles versions 3 to 6); 8: a
+# cohort anomaly model not yet warm as its learned inputs (detect.population.CohortAnomaly,
+# which goes on learning a model of the earlier versions)
+READABLE = frozenset({3, 4, 5, 6, 7, VERSION})
 
 
 class SnapshotRefused(ValueError):

@@ -59,6 +59,42 @@ def test_a_copied_cohort_model_is_the_model_river_builds() -> None:
     assert pickle.dumps(copied) == pickle.dumps(built)
 
 
+def test_a_cohort_model_built_at_warmup_is_the_model_learned_as_windows_came() -> None:
+    """CohortAnomaly keeps a cohort's learned inputs until its ``warmup``-th and only then
+    builds the model and teaches it them in order: the same model, to the byte, as one
+    built at the cohort's first window and taught each input as it came (the layout of
+    snapshots before version 8, which must also go on learning)."""
+    import pickle
+    import random
+
+    from river import anomaly
+
+    from pipeline.detect.population import ANOMALY_LIMITS, CohortAnomaly, _fresh_hst
+
+    def feed(ca: CohortAnomaly, xs: list[dict]) -> None:
+        for x in xs:
+            ca.learn("5m", "free/new", x)
+
+    rng = random.Random(4)
+    xs = [{f: rng.uniform(0, 3 * hi) for f, (_, hi) in ANOMALY_LIMITS.items()} for _ in range(300)]
+    deferred = CohortAnomaly(seed=2, warmup=40, window_size=30, learn_every=3)
+    eager = CohortAnomaly(seed=2, warmup=40, window_size=30, learn_every=3)
+    hst = _fresh_hst(eager.n_trees, eager.height, eager.window_size, eager.seed)
+    eager._models[("5m", "free/new")] = [anomaly.QuantileFilter(hst, q=eager.q), 0, 0]
+    feed(deferred, xs[:119])  # 39 inputs learned: one short of warmup
+    feed(eager, xs[:119])
+    assert len(deferred._models[("5m", "free/new")][0]) == 39 * len(ANOMALY_LIMITS)
+    assert deferred.score("5m", "free/new", xs[0]) is None
+    feed(deferred, xs[119:120])  # the 40th: built, and scoring
+    assert deferred.score("5m", "free/new", xs[0]) is not None
+    feed(deferred, xs[120:])
+    feed(eager, xs[119:])
+    assert pickle.dumps(deferred._models) == pickle.dumps(eager._models)
+    probe = {f: 1e9 for f in ANOMALY_LIMITS}  # every feature at its cap
+    assert deferred.score("5m", "free/new", probe) == eager.score("5m", "free/new", probe)
+    assert deferred.score("5m", "free/new", probe)[1]
+
+
 def test_trees_are_copied_in_c_as_in_python() -> None:
     """``_hot.clone`` (what _fresh_hst uses when built) against ``_clone``, its reference:
     the same trees and the same depth-first node lists, attribute order included."""

@@ -78,10 +78,12 @@ def test_tampered_or_unsigned_snapshots_are_refused() -> None:
 def test_the_previous_versions_are_read_older_ones_are_refused() -> None:
     """Versions 3 to 6 differ only in how an account's buckets, scalars (event ids, last
     event time, hours, views) and learned histories were held, and their accounts unpickle
-    into today's layout (tests/unit/test_windows.py); 2 is refused by name."""
+    into today's layout (tests/unit/test_windows.py); 7 only in that every cohort model
+    was built (tests/unit/test_detectors.py); 2 is refused by name."""
     records = encode_snapshot(Snapshot("requests:0", 5, 1, "state"), generation=1)
     versions = (
-        (VERSION, True), (6, True), (5, True), (4, True), (3, True), (2, False), (None, False)
+        (VERSION, True), (7, True), (6, True), (5, True), (4, True), (3, True),
+        (2, False), (None, False),
     )  # fmt: skip
     for version, readable in versions:
         manifest = orjson.loads(records[-1][1])
