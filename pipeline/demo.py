@@ -1,9 +1,11 @@
 """``xwatch demo``: embedded broker, topics, a worker, simulated traffic and a live view.
 
 The live view reads ``alerts`` and the DLQ exactly as an outside subscriber would. The
-demo ends after ``--duration`` wall seconds, when the simulation is over and drained, or on
-Ctrl-C;
-it then stops the worker and the broker it started, leaving no process behind.
+demo stops publishing after ``--duration`` wall seconds or when the simulation is over,
+then drains: it waits until the worker has consumed every record sent and the view has
+received every alert and dead letter the worker counts in its metrics (at most
+:data:`DRAIN_S`), so the summary covers everything sent. Ctrl-C stops it at once. It then
+stops the worker and the broker it started, leaving no process behind.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.request import urlopen
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.broker import LocalBroker, free_port
 from pipeline.codec import format_ts
@@ -25,6 +31,47 @@ from pipeline.sim.publish import PublishStats, publish_simulation
 from pipeline.sim.scenarios import Simulation
 from pipeline.subscribe import consumer_for, format_alert, records
 from pipeline.topics import ensure_topics
+
+#: How long the demo waits, once publishing has stopped, for the worker to catch up.
+DRAIN_S = 60.0
+
+
+@dataclass(slots=True, frozen=True)
+class WorkerProgress:
+    """What the worker says it has done (its /metrics counters, summed over labels)."""
+
+    consumed: int
+    dead_lettered: int
+    alerts: int
+
+    @classmethod
+    def parse(cls, text: str) -> WorkerProgress:
+        """From the Prometheus text a worker serves at /metrics.
+
+        >>> WorkerProgress.parse('xwatch_records_consumed_total 12.0\\n'
+        ...     'xwatch_records_dead_lettered_total{reason="invalid_json"} 2.0\\n'
+        ...     'xwatch_alerts_total{kind="account",severity="high",status="open"} 1.0\\n')
+        WorkerProgress(consumed=12, dead_lettered=2, alerts=1)
+        """
+        totals = dict.fromkeys(
+            ("xwatch_records_consumed_total", "xwatch_records_dead_lettered_total",
+             "xwatch_alerts_total"), 0.0,
+        )  # fmt: skip
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in totals:
+                    totals[sample.name] += sample.value
+        consumed, dead, alerts = (int(v) for v in totals.values())
+        return cls(consumed, dead, alerts)
+
+
+def worker_progress(port: int) -> WorkerProgress | None:
+    """The worker's progress from its metrics endpoint; None while it does not answer."""
+    try:
+        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2.0) as resp:
+            return WorkerProgress.parse(resp.read().decode())
+    except (OSError, ValueError):
+        return None
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
@@ -96,7 +143,7 @@ def run_demo(settings: Settings, args: argparse.Namespace, sim: Simulation) -> i
             daemon=True,
         )
         thread.start()
-        return _live_view(settings, args, sim, stats, labels, worker)
+        return _live_view(settings, args, stats, labels, worker, stop)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -108,56 +155,82 @@ def run_demo(settings: Settings, args: argparse.Namespace, sim: Simulation) -> i
             broker.stop()
 
 
-def _live_view(settings, args, sim, stats: PublishStats, labels, worker) -> int:
+def _live_view(settings, args, stats: PublishStats, labels, worker, stop) -> int:
     t = settings.topics
     consumer = consumer_for(settings, [t.name("alerts"), t.name("dlq")], from_beginning=True)
     alerted: dict[str, str] = {}
-    dlq = 0
+    dlq = alert_records = 0
     started = time.monotonic()
     last_line = last_events = 0
     last_time = started
-    drained_since = None
+    draining_since = None
+    progress = None
     try:
         while True:
             for topic, doc in records(consumer, timeout_ms=250):
                 if topic == t.name("dlq"):
                     dlq += 1
                     continue
+                alert_records += 1
                 for acct in doc.get("account_ids", []):
                     alerted[acct] = doc.get("severity", "?")
                 who = "ATTACK" if set(doc.get("account_ids", [])) & set(labels) else "benign"
                 print(f"\n  ALERT [{who}] {format_alert(doc)}", flush=True)
             now = time.monotonic()
+            if now - last_line >= 2.0 or draining_since is not None:
+                progress = worker_progress(settings.web_port) or progress
             if now - last_line >= 2.0:
                 rate = (stats.events - last_events) / (now - last_time)
                 last_events, last_time, last_line = stats.events, now, now
                 et = format_ts(stats.event_time) if stats.event_time else "-"
+                consumed = f"{progress.consumed:>8,d}" if progress else "       -"
                 print(
                     f"[{now - started:5.0f}s] event time {et}  events in {stats.events:>8,d}  "
-                    f"{rate:7,.0f} ev/s  DLQ {dlq:>4d}  alerts on {len(alerted)} account(s)",
+                    f"{rate:7,.0f} ev/s  worker consumed {consumed}  DLQ {dlq:>4d}  "
+                    f"alerts on {len(alerted)} account(s)",
                     flush=True,
                 )
             if worker.poll() is not None:
                 print("worker exited unexpectedly; see its log", file=sys.stderr)
                 return 1
-            if args.duration and now - started >= args.duration:
-                break
-            if stats.done:
-                drained_since = drained_since or now
-                if now - drained_since > 15.0:
+            if draining_since is None and (
+                stats.done or (args.duration and now - started >= args.duration)
+            ):
+                stop.set()  # the publisher stops, flushes and sets stats.done
+                draining_since = now
+                print("publishing stopped; waiting for the worker to catch up", flush=True)
+            if draining_since is not None and stats.done:
+                sent = stats.events + stats.malformed
+                if (
+                    progress is not None
+                    and progress.consumed >= sent
+                    and dlq >= progress.dead_lettered
+                    and alert_records >= progress.alerts
+                ):
+                    break
+                if now - draining_since > DRAIN_S:
                     break
     finally:
         consumer.close()
-        _summary(stats, dlq, alerted, labels)
+        _summary(stats, progress, dlq, alerted, labels)
     return 0
 
 
-def _summary(stats: PublishStats, dlq: int, alerted: dict[str, str], labels: dict) -> None:
+def _summary(
+    stats: PublishStats, progress: WorkerProgress | None, dlq: int, alerted: dict, labels: dict
+) -> None:
     caught = [a for a in labels if a in alerted]
     false = [a for a in alerted if a not in labels]
+    sent = stats.events + stats.malformed
+    consumed = progress.consumed if progress is not None else 0
+    behind = (
+        ""
+        if consumed >= sent
+        else f" (the worker was {sent - consumed:,d} records behind when the demo stopped)"
+    )
     print(
         f"\nsummary: {stats.events:,d} events and {stats.malformed} malformed records sent, "
-        f"{dlq} dead-lettered; attack accounts alerted {len(caught)}/{len(labels)}; "
-        f"benign accounts alerted {len(false)}",
+        f"{consumed:,d} consumed by the worker{behind}, {dlq} dead-lettered; attack accounts "
+        f"alerted {len(caught)}/{len(labels)}; benign accounts alerted {len(false)}",
         flush=True,
     )
