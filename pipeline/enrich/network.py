@@ -173,7 +173,7 @@ class BuiltinNetworkData:
 
         self._ranges = dataset()  # iporigin's sorted range table: find(int, version)
         # its IPv4 columns, searched in C (find_in_arrays) when they are arrays, as in
-        # iporigin 0.x; otherwise every lookup asks find()
+        # iporigin 1.x; otherwise every lookup asks find()
         r = self._ranges
         columns = [getattr(r, name, None) for name in ("v4_starts", "v4_ends", "v4_labels")]
         self._v4 = None
