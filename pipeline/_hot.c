@@ -1748,18 +1748,18 @@ static int overrides_active(PyObject *network) {
 
 /* The network block of the address ``ips`` at ``ts``: the enricher's cache when there
  * are no overrides (its key, network.address_key, made here for an IPv4 address), else
- * (and on a miss, and for IPv6) NetworkEnricher.lookup itself, with the address's str
+ * (and on a miss, and for IPv6) the enricher's own lookup, with the address's str
  * ``*ip`` (made here when NULL: a new reference for the caller). New reference. */
 static PyObject *network_info(PyObject *network, const char *ips, Py_ssize_t ipn, PyObject **ip,
                               double ts) {
     int has = overrides_active(network);
     if (has < 0) return NULL;
     uint32_t addr;
+    PyObject *key = NULL; /* an IPv4 address's value: the cache's key, and parsed */
     if (!has && canonical_ipv4(ips, ipn, &addr)) {
         PyObject *cache = PyObject_GetAttr(network, a_cache);
         if (cache == NULL) return NULL;
-        PyObject *key = PyLong_FromUnsignedLong(addr);
-        if (key == NULL) {
+        if ((key = PyLong_FromUnsignedLong(addr)) == NULL) {
             Py_DECREF(cache);
             return NULL;
         }
@@ -1769,23 +1769,22 @@ static PyObject *network_info(PyObject *network, const char *ips, Py_ssize_t ipn
             Py_DECREF(key);
             return Py_XNewRef(info);
         }
-        /* a miss: NetworkEnricher.lookup_parsed(4, value, ip, ts), the address parsed */
-        PyObject *t = NULL;
-        if ((*ip != NULL || (*ip = ascii_str(ips, ipn)) != NULL) &&
-            (t = PyFloat_FromDouble(ts)) != NULL) {
+    }
+    /* NetworkEnricher.lookup_parsed(4, value, ip, ts) on a cache miss of an IPv4 address
+     * (parsed already), else NetworkEnricher.lookup(ip, ts) */
+    PyObject *info = NULL, *t = NULL;
+    if ((*ip != NULL || (*ip = ascii_str(ips, ipn)) != NULL) && /* canonical: ASCII */
+        (t = PyFloat_FromDouble(ts)) != NULL) {
+        if (key != NULL) {
             PyObject *args[5] = {network, small_four, key, *ip, t};
             info = PyObject_VectorcallMethod(a_lookup_parsed, args, 5, NULL);
+        } else {
+            PyObject *args[3] = {network, *ip, t};
+            info = PyObject_VectorcallMethod(a_lookup, args, 3, NULL);
         }
-        Py_XDECREF(t);
-        Py_DECREF(key);
-        return info;
     }
-    if (*ip == NULL && (*ip = ascii_str(ips, ipn)) == NULL) return NULL; /* canonical: ASCII */
-    PyObject *t = PyFloat_FromDouble(ts);
-    if (t == NULL) return NULL;
-    PyObject *args[3] = {network, *ip, t};
-    PyObject *info = PyObject_VectorcallMethod(a_lookup, args, 3, NULL);
-    Py_DECREF(t);
+    Py_XDECREF(t);
+    Py_XDECREF(key);
     return info;
 }
 

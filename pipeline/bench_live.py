@@ -54,6 +54,7 @@ import orjson
 from pipeline.bench import _core_events, machine
 from pipeline.broker import LocalBroker, free_port
 from pipeline.demo import start_worker, stop_process
+from pipeline.metrics import scrape
 from pipeline.settings import Settings
 from pipeline.sim.publish import producer, publish_accounts
 from pipeline.sim.scenarios import Simulation
@@ -147,21 +148,14 @@ def _packed(events: list[tuple[bytes, bytes, int]], pack: int) -> list[tuple[Non
 
 
 def _metric_values(port: int, name: str) -> list[float] | None:
-    """Every sample of metric ``name`` (one per label set), or None if unreachable."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    return [
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    ]
+    """Every sample of ``name`` (one per label set), or None if unreachable."""
+    found = scrape(port)
+    return None if found is None else found.get(name, [])
 
 
-def _metric(port: int, name: str) -> float:
-    values = _metric_values(port, name)
+def _consumed(port: int) -> float:
+    """The worker's records consumed; -1 while its metrics are unreachable."""
+    values = _metric_values(port, "xwatch_records_consumed_total")
     return -1.0 if values is None else sum(values)
 
 
@@ -192,12 +186,12 @@ def _timed_worker(settings: Settings, workdir: Path, target: int, tag: str) -> T
     port = settings.web_port
     proc = start_worker(settings, workdir / f"worker-{tag}.log")
     try:
-        _wait(lambda: proc.poll() is None and _metric(port, "xwatch_records_consumed") >= 0, 60,
+        _wait(lambda: proc.poll() is None and _consumed(port) >= 0, 60,
               "the worker's metrics")  # fmt: skip
         first = inside = last = None
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
-            n = _metric(port, "xwatch_records_consumed")
+            n = _consumed(port)
             now, cpu = time.perf_counter(), _cpu_seconds(proc.pid)
             if n >= target:
                 last = (now, n, cpu)
@@ -438,7 +432,7 @@ def _latency(settings: Settings, rate: float, workdir: Path, minutes: float, see
             else:
                 if offset is None:  # history is in: let the worker catch up, then go live
                     prod.flush()
-                    _wait(lambda h=backlog: _metric(port, "xwatch_records_consumed") >= h, 900,
+                    _wait(lambda h=backlog: _consumed(port) >= h, 900,
                           "the worker to catch up with the warm-up history")  # fmt: skip
                     offset = time.time() - now + 1.0  # live events carry the wall clock
                     live.set()

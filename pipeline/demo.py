@@ -20,12 +20,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.request import urlopen
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.broker import LocalBroker, free_port
 from pipeline.codec import format_ts
+from pipeline.metrics import scrape
 from pipeline.settings import Settings
 from pipeline.sim.publish import PublishStats, publish_simulation
 from pipeline.sim.scenarios import Simulation
@@ -45,33 +43,23 @@ class WorkerProgress:
     alerts: int
 
     @classmethod
-    def parse(cls, text: str) -> WorkerProgress:
-        """From the Prometheus text a worker serves at /metrics.
+    def of(cls, found: dict[str, list[float]]) -> WorkerProgress:
+        """From a worker's metrics (:func:`pipeline.metrics.samples`)."""
 
-        >>> WorkerProgress.parse('xwatch_records_consumed_total 12.0\\n'
-        ...     'xwatch_records_dead_lettered_total{reason="invalid_json"} 2.0\\n'
-        ...     'xwatch_alerts_total{kind="account",severity="high",status="open"} 1.0\\n')
-        WorkerProgress(consumed=12, dead_lettered=2, alerts=1)
-        """
-        totals = dict.fromkeys(
-            ("xwatch_records_consumed_total", "xwatch_records_dead_lettered_total",
-             "xwatch_alerts_total"), 0.0,
-        )  # fmt: skip
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name in totals:
-                    totals[sample.name] += sample.value
-        consumed, dead, alerts = (int(v) for v in totals.values())
-        return cls(consumed, dead, alerts)
+        def total(name: str) -> int:
+            return int(sum(found.get(name + "_total", ())))
+
+        return cls(
+            total("xwatch_records_consumed"),
+            total("xwatch_records_dead_lettered"),
+            total("xwatch_alerts"),
+        )
 
 
 def worker_progress(port: int) -> WorkerProgress | None:
     """The worker's progress from its metrics endpoint; None while it does not answer."""
-    try:
-        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2.0) as resp:
-            return WorkerProgress.parse(resp.read().decode())
-    except (OSError, ValueError):
-        return None
+    found = scrape(port)
+    return None if found is None else WorkerProgress.of(found)
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:

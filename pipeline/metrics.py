@@ -3,20 +3,24 @@
 Nothing here touches the per-event path: the collector reads the flow's own counters and
 the worker's small bookkeeping (last offset per partition, sampled processing times) when
 Prometheus scrapes. Every name is listed in :data:`METRICS`; the README documents them and
-a test checks that a scrape exposes exactly these families.
+a test checks that a scrape exposes exactly these families. :func:`scrape` reads them back
+from outside, as the demo and the live benchmark do.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.flow import Flow
+if TYPE_CHECKING:  # annotations only: a reader of the metrics needs no detection core
+    from pipeline.flow import Flow
 
 METRICS: dict[str, str] = {
     "xwatch_records_consumed": "records read from api.requests (lines of packed messages count)",
@@ -152,3 +156,27 @@ class WorkerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def samples(text: str) -> dict[str, list[float]]:
+    """Each sample's values by sample name (one per label set), from Prometheus text as a
+    worker's /metrics serves it; a counter's samples are named ``<name>_total``.
+
+    >>> samples('# TYPE x counter\\nx_total{a="1"} 2.0\\nx_total{a="2"} 3.0\\n')
+    {'x_total': [2.0, 3.0]}
+    """
+    out: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(sample.value)
+    return out
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> dict[str, list[float]] | None:
+    """:func:`samples` of the worker's /metrics at ``host:port``; None while it does not
+    answer."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2.0) as resp:
+            return samples(resp.read().decode())
+    except (OSError, ValueError):
+        return None

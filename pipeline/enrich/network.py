@@ -24,7 +24,6 @@ override takes effect at once without any cache invalidation.
 
 from __future__ import annotations
 
-import bisect
 import ipaddress
 import logging
 from array import array
@@ -32,7 +31,7 @@ from pathlib import Path
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
-from pipeline.enrich.ipdata import FILE_NAME, AsnTable, find_in_arrays
+from pipeline.enrich.ipdata import FILE_NAME, AsnTable, find_in_arrays, range_find_py
 from pipeline.records import IntelRecord, NetworkInfo
 from pipeline.settings import NetworkSettings
 
@@ -156,8 +155,7 @@ def is_reserved(version: int, value: int) -> bool:
     [True, False, True]
     """
     starts, ends = _RESERVED[version]
-    i = bisect.bisect_right(starts, value) - 1
-    return i >= 0 and value <= ends[i]
+    return range_find_py(starts, ends, value) >= 0
 
 
 class BuiltinNetworkData:

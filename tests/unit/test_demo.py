@@ -8,7 +8,7 @@ from pipeline.codec import format_ts
 from pipeline.demo import WorkerProgress
 from pipeline.enrich.network import NetworkEnricher
 from pipeline.flow import Flow
-from pipeline.metrics import WorkerMetrics, WorkerStats
+from pipeline.metrics import WorkerMetrics, WorkerStats, samples
 from pipeline.records import Source
 from pipeline.settings import Settings
 
@@ -46,4 +46,4 @@ def test_the_demo_reads_a_workers_progress_from_what_its_metrics_serve(
     for kind in ("account", "account", "campaign"):
         stats.count_alert(kind, "high", "open")
     text = WorkerMetrics(flow, stats, lambda partition: None).render().decode()
-    assert WorkerProgress.parse(text) == WorkerProgress(consumed=7, dead_lettered=2, alerts=3)
+    assert WorkerProgress.of(samples(text)) == WorkerProgress(consumed=7, dead_lettered=2, alerts=3)
