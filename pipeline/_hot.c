@@ -121,9 +121,16 @@ static const uint8_t b2_sigma[12][16] = {
 
 static inline uint64_t rotr64(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
 
+/* the little-endian word at p (one load where the machine is little-endian) */
 static inline uint64_t load64(const uint8_t *p) {
-    uint64_t v = 0;
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#elif !defined(__BYTE_ORDER__)
+    v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+#endif
     return v;
 }
 
@@ -1443,7 +1450,6 @@ static const char *key_names[NKEYS] = {
     "event_id", "account_id", "api_key_id", "user_agent", "endpoint", "model", "ip", "ts",
     "prompt_tokens", "completion_tokens", "status", "latency_ms", "org_id",
     "prompt_fingerprint", "request_bytes", "response_bytes"};
-static Py_ssize_t key_lens[NKEYS];
 static PyObject *json_keys[NKEYS]; /* key_names, interned: orjson documents' keys */
 
 static inline const char *skip_ws(const char *p, const char *end) {
@@ -1451,20 +1457,40 @@ static inline const char *skip_ws(const char *p, const char *end) {
     return p;
 }
 
+/* The bytes of the word ``w`` that end or spoil a plain string (a quote, a backslash, a
+ * control character, DEL or a byte above ASCII), each as its high bit. Only the lowest
+ * flag is exact, and it is: a borrow of "below n" or a carry of "+ 1" only starts at a
+ * flagged byte and only spills upwards. */
+static inline uint64_t special_bytes(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+#define HAS_BELOW(x, n) (((x) - ones * (n)) & ~(x))
+    uint64_t below = HAS_BELOW(w, 0x20) | HAS_BELOW(w ^ (ones * '"'), 1) |
+                     HAS_BELOW(w ^ (ones * '\\'), 1);
+#undef HAS_BELOW
+    return (below | (w + ones) | w) & high; /* (w + 1) | w: a byte >= 0x7f */
+}
+
 /* The JSON string at ``p`` (its opening quote) when it is printable ASCII without escapes:
- * its span, and the position after it; NULL for any other string. */
+ * its span, and the position after it; NULL for any other string. Eight bytes at a time:
+ * the first special byte must be the closing quote. */
 static inline const char *scan_str(const char *p, const char *end, const char **s,
                                    Py_ssize_t *n) {
-    p++;
-    const char *q = memchr(p, '"', (size_t)(end - p));
-    if (q == NULL) return NULL;
-    unsigned bad = 0;
-    for (const unsigned char *c = (const unsigned char *)p; c < (const unsigned char *)q; c++)
-        bad |= (*c < 0x20) | (*c > 0x7e) | (*c == '\\');
-    if (bad) return NULL;
-    *s = p;
-    *n = q - p;
-    return q + 1;
+    const unsigned char *c = (const unsigned char *)p + 1, *e = (const unsigned char *)end;
+    for (; e - c >= 8; c += 8) {
+        uint64_t m = special_bytes(load64(c));
+        if (m) {
+            c += __builtin_ctzll(m) >> 3; /* load64 is little-endian: byte k is bits 8k.. */
+            goto found;
+        }
+    }
+    for (; c < e; c++)
+        if (*c == '"' || *c < 0x20 || *c > 0x7e || *c == '\\') goto found;
+    return NULL;
+found:
+    if (*c != '"') return NULL;
+    *s = p + 1;
+    *n = (const char *)c - (p + 1);
+    return (const char *)c + 1;
 }
 
 /* The JSON number at ``p`` when it is an integer of at most 18 digits (*isint, *iv) or a
@@ -1515,9 +1541,14 @@ static int lengths_ok(const Py_ssize_t len[R_TS + 1]) {
     return 1; /* the timestamp's form is fast_ts's to check */
 }
 
+/* key_names by length: each row the indices of the names of that length, then -1 */
+#define KEY_LEN_MAX 18
+static signed char keys_by_len[KEY_LEN_MAX + 1][NKEYS + 1];
+
 static inline int key_of(const char *k, Py_ssize_t n) {
-    for (int i = 0; i < NKEYS; i++)
-        if (key_lens[i] == n && memcmp(key_names[i], k, (size_t)n) == 0) return i;
+    if (n < 1 || n > KEY_LEN_MAX) return -1;
+    for (const signed char *i = keys_by_len[n]; *i >= 0; i++)
+        if (key_names[*i][0] == k[0] && memcmp(key_names[*i], k, (size_t)n) == 0) return *i;
     return -1;
 }
 
@@ -2685,9 +2716,17 @@ PyMODINIT_FUNC PyInit__hot(void) {
     if ((zero_word = PyObject_CallFunction(array_type, "s[i]", "Q", 0)) == NULL) return NULL;
     if ((zero_double = PyObject_CallFunction(array_type, "s[d]", "d", 0.0)) == NULL) return NULL;
     if ((zero_byte = PyObject_CallFunction(array_type, "s[i]", "B", 0)) == NULL) return NULL;
+    memset(keys_by_len, -1, sizeof keys_by_len);
     for (int i = 0; i < NKEYS; i++) {
         if ((json_keys[i] = PyUnicode_InternFromString(key_names[i])) == NULL) return NULL;
-        key_lens[i] = (Py_ssize_t)strlen(key_names[i]);
+        size_t len = strlen(key_names[i]);
+        if (len > KEY_LEN_MAX) {
+            PyErr_SetString(PyExc_SystemError, "_hot: a field name above KEY_LEN_MAX");
+            return NULL;
+        }
+        signed char *row = keys_by_len[len];
+        while (*row >= 0) row++;
+        *row = (signed char)i;
     }
     for (int i = 0; i < NVALUES; i++)
         if ((value_keys[i] = PyUnicode_InternFromString(value_names[i])) == NULL) return NULL;

@@ -533,6 +533,32 @@ def test_encoded_events_are_scanned() -> None:
     assert n > 1000
 
 
+def test_a_string_is_read_up_to_its_first_special_byte() -> None:
+    """The scanner reads a string eight bytes at a time and stops at the first byte that
+    is not printable ASCII, a quote or a backslash. At every offset of strings shorter and
+    longer than a word, first in the message and last in it (where fewer than eight bytes
+    remain), a byte is taken as part of a plain string exactly when it is printable ASCII
+    other than a quote or a backslash: anything else leaves the event to orjson (or it is
+    not JSON at all)."""
+    base = _event(1, "a1", 0.0)
+    decode_request(orjson.dumps(base))  # fills the timestamp cache the C path reads
+    rest = orjson.dumps({k: v for k, v in base.items() if k != "user_agent"})
+    checked = 0
+    for length in (1, 7, 8, 9, 15, 16, 17, 24):
+        for at in range(length):
+            for b in range(256):
+                text = bytearray(b"u" * length)
+                text[at] = b
+                field = b'"user_agent":"' + bytes(text) + b'"'
+                plain = 0x20 <= b <= 0x7E and b not in b'"\\'
+                for raw in (b"{" + field + b"," + rest[1:], rest[:-1] + b"," + field + b"}"):
+                    got = _hot.scan(raw)
+                    assert (got is not None) == plain, (raw, b)
+                    assert got is None or got[3] == text.decode()
+                    checked += 1
+    assert checked == 2 * 256 * (1 + 7 + 8 + 9 + 15 + 16 + 17 + 24)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages())
 def test_generated_messages_are_identical(network: NetworkEnricher, msgs) -> None:
