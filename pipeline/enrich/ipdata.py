@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,29 @@ def range_find_py(starts, ends, value: int) -> int:
     compares the two)."""
     i = bisect.bisect_right(starts, value) - 1
     return i if i >= 0 and value <= ends[i] else -1
+
+
+def ragged_blocks(starts: array, ends: array) -> set[int]:
+    """The /24 blocks (``value >> 8``) inside which one of these sorted, non-overlapping
+    IPv4 ranges starts or ends: a start that is not a multiple of 256, or an end that is
+    not one less. In every other /24, all addresses fall in one range, or all in none, so
+    a lookup of any of them stands for the whole /24.
+
+    Only the low byte of each value matters, so the columns' low bytes are cut out of
+    their buffers and searched by ``re`` for the few that are not 0 (starts) or 255
+    (ends): the ASN table's 412k ranges take milliseconds, not a Python loop's 60 ms.
+
+    >>> sorted(ragged_blocks(array("I", [256, 1024, 1536]), array("I", [511, 1100, 2047])))
+    [4]
+    """
+
+    def low_bytes(column: array) -> bytes:
+        size = column.itemsize
+        return column.tobytes()[0 if sys.byteorder == "little" else size - 1 :: size]
+
+    ragged = {starts[m.start()] >> 8 for m in re.finditer(rb"[^\x00]", low_bytes(starts))}
+    ragged.update(ends[m.start()] >> 8 for m in re.finditer(rb"[^\xff]", low_bytes(ends)))
+    return ragged
 
 
 try:  # arrays of unsigned ints only (IPv4 columns); IPv6 columns are lists of ints
@@ -127,6 +151,10 @@ class AsnTable:
         if i < 0:
             return None
         return asns[i], self._orgs[orgs[i]]
+
+    def ragged_v4(self) -> set[int]:
+        """:func:`ragged_blocks` of the IPv4 ranges."""
+        return ragged_blocks(self._v4[0], self._v4[1])
 
     def __len__(self) -> int:
         return len(self._v4[0]) + len(self._v6[0])

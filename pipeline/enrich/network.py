@@ -18,8 +18,10 @@ Lookups of sources 2-3 are cached per address (bounded, oldest entry evicted fir
 plain dict is faster than an LRU and the hot set re-enters at once), and addresses with the
 same facts share one :class:`NetworkInfo`; the cache is keyed by the address's integer
 (:func:`address_key`), so an address costs it a 32-byte int and a dict slot, not its
-64-byte text. Overrides are checked on every lookup (a handful of dict probes), so an
-override takes effect at once without any cache invalidation.
+64-byte text. The built-in tables are searched once per IPv4 /24 and country where no
+range of theirs starts or ends inside that /24 (the country stays per address).
+Overrides are checked on every lookup (a handful of dict probes), so an override takes
+effect at once without any cache invalidation.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from pathlib import Path
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
-from pipeline.enrich.ipdata import FILE_NAME, AsnTable, find_in_arrays, range_find_py
+from pipeline.enrich.ipdata import (
+    FILE_NAME,
+    AsnTable,
+    find_in_arrays,
+    ragged_blocks,
+    range_find_py,
+)
 from pipeline.records import IntelRecord, NetworkInfo
 from pipeline.settings import NetworkSettings
 
@@ -179,6 +187,11 @@ class BuiltinNetworkData:
             self._v4 = (*columns, r.labels)
         self._country = country_code
         self.asn = asn
+        # the /24s in which a range of iporigin's or the ASN table's starts or ends: in any
+        # other, the address's /24 and country decide what these two tables say (block_key)
+        self._ragged: set[int] | None = None
+        if self._v4 is not None and asn is not None:
+            self._ragged = ragged_blocks(self._v4[0], self._v4[1]) | asn.ragged_v4()
         self._geo = None  # geoip2fast, loaded on first need
         # one object per distinct country code and ASN: the tables hand out a new one per
         # lookup, and a cache of a hundred thousand addresses would hold that many copies
@@ -200,6 +213,18 @@ class BuiltinNetworkData:
         starts, ends, labels, names = v4
         i = find_in_arrays(starts, ends, value)
         return names[labels[i]] if i >= 0 else None
+
+    def block_key(self, version: int, value: int, text: str) -> tuple[int, str | None] | None:
+        """(the /24, the country) of an IPv4 address whose /24 lies wholly within one range,
+        or one gap, of iporigin's table and of the ASN table: every address with the same
+        key gets the same :meth:`lookup` where the ASN table knows the address (where it
+        does not, the organisation is geoip2fast's for the address itself). None for any
+        other address. The country stays per address: iptocc's ranges are not ours to see.
+        """
+        ragged = self._ragged
+        if version != 4 or ragged is None or value >> 8 in ragged:
+            return None
+        return value >> 8, self._country(text)
 
     def lookup(self, version: int, value: int, text: str) -> NetworkInfo:
         found = self.origin(version, value)
@@ -357,6 +382,8 @@ class NetworkEnricher:
         self._mmdb = mmdb
         self._cache: dict[int, NetworkInfo] = {}  # address_key -> its static network block
         self._blocks: dict[NetworkInfo, NetworkInfo] = {}  # each distinct block, once
+        # BuiltinNetworkData.block_key -> what the built-in sources say for that /24
+        self._by_block: dict[tuple[int, str | None], NetworkInfo] = {}
         self._cache_size = cache_size
         self.overrides = Overrides()
         # pipeline._hot's memo of each address's seen keys (static data only: never
@@ -411,11 +438,31 @@ class NetworkEnricher:
         if is_reserved(version, value):
             info = NetworkInfo(kind="reserved", prefix=network_prefix(version, value))
         else:
-            info = self._builtin.lookup(version, value, ip_text)
+            info = self._builtin_info(version, value, ip_text)
             if self._mmdb is not None:
                 info = self._mmdb.lookup(ip_text, info)
-        # one object per distinct block: the addresses of a /24 share theirs (bounded like
-        # the cache; clearing it only stops sharing, cached addresses keep their block)
+        return self._intern(info)
+
+    def _builtin_info(self, version: int, value: int, ip_text: str) -> NetworkInfo:
+        """The built-in sources' facts, searched once per /24 and country where the tables
+        allow (BuiltinNetworkData.block_key): addresses rotate within provider blocks, and
+        in the simulated benchmark traffic 23,395 addresses came from 1,784 /24s."""
+        key = self._builtin.block_key(version, value, ip_text)
+        if key is None:
+            return self._builtin.lookup(version, value, ip_text)
+        info = self._by_block.get(key)
+        if info is None:
+            info = self._builtin.lookup(version, value, ip_text)
+            if info.asn is not None:  # else the organisation is the address's own
+                by_block = self._by_block
+                if len(by_block) >= self._cache_size:
+                    by_block.clear()
+                info = by_block[key] = self._intern(info)
+        return info
+
+    def _intern(self, info: NetworkInfo) -> NetworkInfo:
+        """One object per distinct block: the addresses of a /24 share theirs (bounded like
+        the cache; clearing it only stops sharing, cached addresses keep their block)."""
         blocks = self._blocks
         if len(blocks) >= self._cache_size:
             blocks.clear()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from array import array
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.enrich.ipdata import range_find_py
+from pipeline.enrich.ipdata import AsnTable, ragged_blocks, range_find_py
 from pipeline.enrich.network import (
+    BuiltinNetworkData,
     NetworkEnricher,
     Overrides,
     address_key,
@@ -157,6 +159,71 @@ def test_ipv4_tables_are_searched_in_c_as_their_own_lookups_search_them(
         i = range_find_py(starts, ends, value)
         want = None if i < 0 else (asns[i], builtin.asn._orgs[orgs[i]])
         assert builtin.asn.lookup(value, 4) == want
+
+
+@st.composite
+def block_tables(draw) -> tuple[array, array]:
+    """Sorted, non-overlapping IPv4 ranges within the first 16 /24s, on and off their
+    edges (single addresses and whole blocks among them)."""
+    cuts = draw(
+        st.lists(st.integers(0, 4095) | st.integers(0, 15).map(lambda b: b * 256), max_size=24)
+    )
+    bounds = sorted(set(cuts))
+    starts, ends = [], []
+    for lo, hi in zip(bounds[0::2], bounds[1::2], strict=False):
+        starts.append(lo)
+        ends.append(lo if draw(st.integers(0, 4)) == 0 else hi - 1 if hi % 256 == 0 else hi)
+    return array(draw(st.sampled_from("IL")), starts), array("L", ends)
+
+
+@settings(max_examples=400)
+@given(block_tables())
+def test_a_block_is_ragged_exactly_when_its_addresses_differ(table) -> None:
+    """ragged_blocks names the /24s whose addresses are not all in one range, or all in
+    none: the blocks whose lookups cannot stand for one another."""
+    starts, ends = table
+    for block in range(16):
+        found = {range_find_py(starts, ends, v) for v in range(block * 256, block * 256 + 256)}
+        assert (block in ragged_blocks(starts, ends)) == (len(found) > 1), (block, found)
+
+
+def test_a_blocks_lookup_stands_for_its_addresses_only_where_the_tables_allow(
+    network: NetworkEnricher,
+) -> None:
+    """An IPv4 address whose /24 and country were looked up before takes that lookup
+    (BuiltinNetworkData.block_key): at the edges of iporigin's and the ASN table's ranges,
+    each address looked up after another of its /24 gets what the tables say for itself."""
+    builtin = network._builtin
+    assert builtin._ragged, "no table has a range that starts or ends inside a /24"
+    starts, ends = builtin._v4[:2]
+    edges = [*starts[::97], *ends[::97]]
+    if builtin.asn is not None:
+        edges += [*builtin.asn._v4[0][::4001], *builtin.asn._v4[1][::4001]]
+    net = NetworkEnricher(builtin)
+    values = sorted({min(max(e + d, 0), 2**32 - 1) for e in edges for d in (-1, 0, 1)})
+    shared = 0
+    for value in values:
+        for v in (value & ~255, value):  # the /24's first address first, then the edge
+            text = f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}"
+            info = net.lookup(text)
+            want = network.lookup(text) if is_reserved(4, v) else builtin.lookup(4, v, text)
+            assert info == want, text
+            shared += info is net._by_block.get(builtin.block_key(4, v, text) or (-1, None))
+    assert shared > len(values) // 2  # most of these took a /24's lookup
+
+
+def test_an_address_the_asn_table_does_not_know_keeps_its_own_organisation(monkeypatch) -> None:
+    """Where the ASN table has no range, the organisation is geoip2fast's for the address
+    itself: such a lookup never stands for its /24. Where it has one, it does."""
+    table = AsnTable.from_rows([(parse("100.0.0.0")[1], parse("100.0.0.255")[1], 1, "One")], [], {})
+    builtin = BuiltinNetworkData(table)
+    monkeypatch.setattr(builtin, "_org_fallback", lambda text: f"org of {text}")
+    net = NetworkEnricher(builtin)
+    texts = ("100.0.1.1", "100.0.1.2", "100.0.0.1", "100.0.0.2")
+    assert all(builtin.block_key(*parse(t), t) is not None for t in texts)
+    a, b, c, d = (net.lookup(t) for t in texts)
+    assert (a.asn, a.as_org, b.as_org) == (None, "org of 100.0.1.1", "org of 100.0.1.2")
+    assert c is d and (c.asn, c.as_org) == (1, "One")
 
 
 def _xwatch(*args: str) -> subprocess.CompletedProcess:
