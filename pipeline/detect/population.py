@@ -252,6 +252,22 @@ def _clone(node, nodes: list) -> object:
     return new
 
 
+def _new_hst(n_trees: int, height: int, window_size: int, seed: int) -> anomaly.HalfSpaceTrees:
+    return anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size,
+                                  limits=dict(ANOMALY_LIMITS), seed=seed)  # fmt: skip
+
+
+def _template(n_trees: int, height: int, window_size: int, seed: int) -> anomaly.HalfSpaceTrees:
+    """The process's river-built HalfSpaceTrees of these settings (built on the first
+    call), whose trees every new model of these settings copies."""
+    key = (n_trees, height, window_size, seed)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = _TEMPLATES[key] = _new_hst(n_trees, height, window_size, seed)
+        template.learn_one({f: lo for f, (lo, _) in ANOMALY_LIMITS.items()})  # builds the trees
+    return template
+
+
 def _fresh_hst(n_trees: int, height: int, window_size: int, seed: int) -> anomaly.HalfSpaceTrees:
     """A new HalfSpaceTrees over :data:`ANOMALY_LIMITS`, with its trees already built.
 
@@ -263,17 +279,8 @@ def _fresh_hst(n_trees: int, height: int, window_size: int, seed: int) -> anomal
     model river would have built, in a third of the time (``tests/unit/test_detectors.py``
     compares the two through learning and scoring).
     """
-    key = (n_trees, height, window_size, seed)
-
-    def new() -> anomaly.HalfSpaceTrees:
-        return anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size,
-                                      limits=dict(ANOMALY_LIMITS), seed=seed)  # fmt: skip
-
-    template = _TEMPLATES.get(key)
-    if template is None:
-        template = _TEMPLATES[key] = new()
-        template.learn_one({f: lo for f, (lo, _) in ANOMALY_LIMITS.items()})  # builds the trees
-    hst = new()
+    template = _template(n_trees, height, window_size, seed)
+    hst = _new_hst(n_trees, height, window_size, seed)
     hst.trees, hst._tree_nodes = [], []
     clone = _clone if _hot is None else _hot.clone  # the same copy, in C: twice as fast
     for tree in template.trees:
@@ -333,6 +340,9 @@ class CohortAnomaly:
         self.n_trees = n_trees
         self.height = height
         self.window_size = window_size
+        # river's tree build, now, with the detector (as the network tables are loaded with
+        # the enricher): not at a cohort's first warm-up, in the middle of the event path
+        _template(n_trees, height, window_size, seed)
         # -> [filter, normal seen, learned]; until ``warmup`` learned, the learned inputs
         # (array('d'), ANOMALY_LIMITS order) in the filter's place
         self._models: dict[tuple[str, str], list] = {}
