@@ -212,6 +212,7 @@ class Flow:
         )
         self.network = network
         self.accounts = accounts if accounts is not None else AccountDirectory()
+        CohortAnomaly.prepare(cfg.model_seed)  # the shards' models' trees, with the flow
         self.shards: dict[int, Shard] = {}
         self.counters = Counters()
         self.score_observer = None  # (view, score, flagged) -> None, for every scored view

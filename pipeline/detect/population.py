@@ -229,6 +229,9 @@ ANOMALY_LIMITS: dict[str, tuple[float, float]] = {
 _CAPS = tuple((f, math.expm1(hi)) for f, (_, hi) in ANOMALY_LIMITS.items())
 _NAMES = tuple(ANOMALY_LIMITS)
 
+#: The cohort models' HalfSpaceTrees: trees, their height, and the reference window.
+HST_TREES, HST_HEIGHT, HST_WINDOW = 10, 8, 250
+
 #: Per process: one river-built HalfSpaceTrees per (n_trees, height, window_size, seed),
 #: whose trees every new cohort model of those settings copies (see _fresh_hst).
 _TEMPLATES: dict[tuple[int, int, int, int], anomaly.HalfSpaceTrees] = {}
@@ -329,9 +332,9 @@ class CohortAnomaly:
         q: float = 0.995,
         warmup: int = 200,
         learn_every: int = 4,
-        n_trees: int = 10,
-        height: int = 8,
-        window_size: int = 250,
+        n_trees: int = HST_TREES,
+        height: int = HST_HEIGHT,
+        window_size: int = HST_WINDOW,
     ) -> None:
         self.seed = seed
         self.q = q
@@ -340,12 +343,21 @@ class CohortAnomaly:
         self.n_trees = n_trees
         self.height = height
         self.window_size = window_size
-        # river's tree build, now, with the detector (as the network tables are loaded with
-        # the enricher): not at a cohort's first warm-up, in the middle of the event path
-        _template(n_trees, height, window_size, seed)
+        self.prepare(seed, n_trees, height, window_size)
         # -> [filter, normal seen, learned]; until ``warmup`` learned, the learned inputs
         # (array('d'), ANOMALY_LIMITS order) in the filter's place
         self._models: dict[tuple[str, str], list] = {}
+
+    @staticmethod
+    def prepare(
+        seed: int, n_trees: int = HST_TREES, height: int = HST_HEIGHT, window_size: int = HST_WINDOW
+    ) -> None:
+        """Build now the river trees that this process's models of these settings copy
+        (:func:`_fresh_hst`). River builds them in Python, in 20 to 80 ms depending on the
+        machine; a flow asks for them when it is made, as its enricher loads the network
+        tables, so that neither the first event of a partition nor a cohort's first
+        warm-up stalls the event path for them."""
+        _template(n_trees, height, window_size, seed)
 
     @staticmethod
     def _xs(values: dict[str, float]) -> list[float]:

@@ -132,3 +132,15 @@ def test_one_digest_per_closed_bucket_from_the_first_event(network) -> None:
         for seq in throughs.values():
             assert seq == sorted(set(seq))  # each closed bucket once, in order
             assert 8 <= len(seq) <= 10  # ~10 minutes of traffic
+
+
+def test_a_flow_has_its_models_trees_before_its_first_event(network) -> None:
+    """River builds the cohort models' trees in Python (20-80 ms): a flow asks for them when
+    it is made, so that the first event of a partition does not wait for them."""
+    from pipeline.detect.population import _TEMPLATES, HST_HEIGHT, HST_TREES, HST_WINDOW
+
+    cfg = Settings.load(environ={}, overrides={"detector.model_seed": "987"}).detector
+    key = (HST_TREES, HST_HEIGHT, HST_WINDOW, 987)
+    _TEMPLATES.pop(key, None)
+    flow = Flow(cfg, network)
+    assert key in _TEMPLATES and not flow.shards
