@@ -1964,33 +1964,87 @@ static int is_packed(PyObject *raw) {
     return j > i && memchr(p + i, '\n', (size_t)(j - i)) != NULL;
 }
 
-/* event(): one message's value into the windows ``ws``; see the method table */
-static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, double max_skew) {
+/* A WindowStore's attributes that event() reads, read once per call of event() or feed()
+ * (a run of events of one partition never comes back to Python, which alone changes the
+ * others) instead of once per event; ``max_ts``, which events move, is written back by
+ * store_flush. ``ws`` and the containers are borrowed from, and kept alive by, the
+ * caller's list of stores. */
+typedef struct {
+    PyObject *ws;
+    PyObject *accounts, *model_first; /* new references */
+    int started;                      /* max_ts is not None: the partition's clock is set */
+    int dirty;                        /* max_ts moved: write it back */
+    long long bs, closed, view_buckets;
+    double max_ts, grace, first_ts;
+} Store;
+
+static void store_release(Store *s) {
+    Py_CLEAR(s->accounts);
+    Py_CLEAR(s->model_first);
+    s->ws = NULL;
+}
+
+/* 0, or -1 with an error */
+static int store_open(Store *s, PyObject *ws) {
+    memset(s, 0, sizeof *s);
+    s->ws = ws;
+    PyObject *mx = PyObject_GetAttr(ws, a_max_ts);
+    if (mx == NULL) return -1;
+    if (mx == Py_None) { /* the first event of a partition sets its clock: Python path */
+        Py_DECREF(mx);
+        return 0;
+    }
+    s->max_ts = PyFloat_AsDouble(mx);
+    Py_DECREF(mx);
+    if (s->max_ts == -1.0 && PyErr_Occurred()) return -1;
+    s->started = 1;
+    if (get_ll_attr(ws, a_bucket_seconds, &s->bs) < 0 || get_ll_attr(ws, a_closed, &s->closed) < 0 ||
+        get_ll_attr(ws, a_view_buckets, &s->view_buckets) < 0 ||
+        get_double_attr(ws, a_grace, &s->grace) < 0 ||
+        get_double_attr(ws, a_first_ts, &s->first_ts) < 0)
+        goto error;
+    if ((s->accounts = PyObject_GetAttr(ws, a_accounts)) == NULL ||
+        (s->model_first = PyObject_GetAttr(ws, a_model_first)) == NULL)
+        goto error;
+    if (!PyDict_CheckExact(s->accounts) || !PyDict_CheckExact(s->model_first)) {
+        PyErr_SetString(PyExc_TypeError, "event: the store's accounts and model_first are dicts");
+        goto error;
+    }
+    return 0;
+error:
+    store_release(s);
+    return -1;
+}
+
+/* writes max_ts back if it moved and releases the store: 0, or -1 with an error (the
+ * store is released either way) */
+static int store_flush(Store *s) {
+    int rc = 0;
+    if (s->ws != NULL && s->dirty) rc = set_double_attr(s->ws, a_max_ts, s->max_ts);
+    s->dirty = 0;
+    store_release(s);
+    return rc;
+}
+
+/* event(): one message's value into the windows of ``s``; see the method table */
+static PyObject *event_one(Store *s, PyObject *network, PyObject *raw, double max_skew) {
     if (!PyBytes_CheckExact(raw)) return PyLong_FromLong(FALLBACK);
     if (is_packed(raw)) return PyLong_FromLong(PACKED);
 
     PyObject *doc = NULL, *ip = NULL, *st = NULL, *result = NULL;
-    PyObject *o = NULL;
+    PyObject *o = NULL, *ws = s->ws;
     Table seen = {NULL}, fps = {NULL};
     Py_buffer bv;
     int have_bv = 0;
     Fields e = {{0}};
-    long long bs, closed, view_buckets;
-    double max_ts, grace;
+    const long long bs = s->bs, closed = s->closed, view_buckets = s->view_buckets;
+    const double grace = s->grace;
+    double max_ts = s->max_ts;
 
     int ok = decode(raw, &doc, &e);
     if (ok <= 0) return ok < 0 ? NULL : PyLong_FromLong(FALLBACK);
 
-    /* the first event of a partition sets its clock: Python path */
-    PyObject *mx = PyObject_GetAttr(ws, a_max_ts);
-    if (mx == NULL) goto error;
-    if (mx == Py_None) {
-        Py_DECREF(mx);
-        goto fallback;
-    }
-    max_ts = PyFloat_AsDouble(mx);
-    Py_DECREF(mx);
-    if (max_ts == -1.0 && PyErr_Occurred()) goto error;
+    if (!s->started) goto fallback; /* the first event of a partition sets its clock */
     if (e.ts - max_ts > max_skew) goto fallback;
 
     const char *ips = e.s[R_IP];
@@ -2007,23 +2061,18 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
         }
     }
 
-    if (get_ll_attr(ws, a_bucket_seconds, &bs) < 0 || get_ll_attr(ws, a_closed, &closed) < 0)
-        goto error;
     double findex = py_floordiv(e.ts, (double)bs);
     if (!(findex >= 0 && findex < (double)MAX_INDEX)) goto fallback;
     int64_t index = (int64_t)findex;
 
     /* the account; a new one is created as WindowStore.add does */
-    PyObject *accounts = PyObject_GetAttr(ws, a_accounts);
-    if (accounts == NULL) goto error;
-    st = PyDict_GetItemWithError(accounts, e.account);
+    st = PyDict_GetItemWithError(s->accounts, e.account);
     if (st != NULL) {
         Py_INCREF(st);
     } else if (!PyErr_Occurred()) {
         st = PyObject_CallOneArg(account_state_type, e.account);
-        if (st != NULL && PyDict_SetItem(accounts, e.account, st) < 0) Py_CLEAR(st);
+        if (st != NULL && PyDict_SetItem(s->accounts, e.account, st) < 0) Py_CLEAR(st);
     }
-    Py_DECREF(accounts);
     if (st == NULL) goto error;
 
     /* duplicates (one of the account's last event ids, in its seen table's header:
@@ -2037,8 +2086,6 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     for (int i = 0; i < RECENT_IDS; i++)
         if (seen.t[H_IDS + i] == h) goto fallback;
 
-    if (get_ll_attr(ws, a_view_buckets, &view_buckets) < 0) goto error;
-    if (get_double_attr(ws, a_grace, &grace) < 0) goto error;
 
     /* the seen keys (windows.seen_key) and the fingerprint key (windows.fp_key) */
     uint64_t k_key, k_ip, k_agent, k_model, k_fp = 0;
@@ -2060,8 +2107,8 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     seen.t[H_IDS_AT] = (at + 1) % RECENT_IDS;
     double ts = e.ts;
     if (ts > max_ts) {
-        max_ts = ts;
-        if (set_double_attr(ws, a_max_ts, ts) < 0) goto error;
+        s->max_ts = max_ts = ts;
+        s->dirty = 1;
     }
     int late = 0;
     if (index <= closed) {
@@ -2153,8 +2200,7 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
     if (!(v & KNOWN)) b->nagent = sat_add(b->nagent, 1);
     if (see(&seen, st, k_model, ui, D_MODEL, &v) < 0) goto error;
     {
-        PyObject *mfs = PyObject_GetAttr(ws, a_model_first);
-        if (mfs == NULL) goto error;
+        PyObject *mfs = s->model_first;
         PyObject *fo = PyDict_GetItemWithError(mfs, e.model);
         double first = ts;
         if (fo != NULL) {
@@ -2164,16 +2210,12 @@ static PyObject *event_one(PyObject *ws, PyObject *network, PyObject *raw, doubl
             PyObject *tf = PyFloat_FromDouble(ts);
             if (tf == NULL || PyDict_SetItem(mfs, e.model, tf) < 0) {
                 Py_XDECREF(tf);
-                Py_DECREF(mfs);
                 goto error;
             }
             Py_DECREF(tf);
         }
-        Py_DECREF(mfs);
         if (PyErr_Occurred()) goto error;
-        double first_ts;
-        if (get_double_attr(ws, a_first_ts, &first_ts) < 0) goto error;
-        if (ts - first < NEW_MODEL_SECONDS && first - first_ts >= 3600.0)
+        if (ts - first < NEW_MODEL_SECONDS && first - s->first_ts >= 3600.0)
             b->newm = sat_add(b->newm, 1);
     }
     if (e.fp != NULL) {
@@ -2242,7 +2284,11 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     }
     double max_skew = PyFloat_AsDouble(args[3]);
     if (max_skew == -1.0 && PyErr_Occurred()) return NULL;
-    return event_one(args[0], args[1], args[2], max_skew);
+    Store s;
+    if (store_open(&s, args[0]) < 0) return NULL;
+    PyObject *res = event_one(&s, args[1], args[2], max_skew);
+    if (store_flush(&s) < 0) Py_CLEAR(res);
+    return res;
 }
 
 /* feed(stores, network, records, start, max_skew, fed) -> (i, r): event() over
@@ -2274,7 +2320,13 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     int64_t *fed = (int64_t *)fv.buf;
+    Store *open = PyMem_Calloc((size_t)(nstores ? nstores : 1), sizeof(Store));
+    if (open == NULL) {
+        PyBuffer_Release(&fv);
+        return PyErr_NoMemory();
+    }
     long r = 0;
+    int failed = 0;
     for (; i < PyList_GET_SIZE(records); i++) {
         PyObject *rec = PyList_GET_ITEM(records, i);
         if (!PyTuple_CheckExact(rec) || PyTuple_GET_SIZE(rec) < 4 ||
@@ -2294,11 +2346,15 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
             r = NO_STORE;
             break;
         }
-        PyObject *res = event_one(PyList_GET_ITEM(stores, p), network,
-                                  PyTuple_GET_ITEM(rec, 3), max_skew);
+        Store *s = &open[p];
+        if (s->ws == NULL && store_open(s, PyList_GET_ITEM(stores, p)) < 0) {
+            failed = 1;
+            break;
+        }
+        PyObject *res = event_one(s, network, PyTuple_GET_ITEM(rec, 3), max_skew);
         if (res == NULL) {
-            PyBuffer_Release(&fv);
-            return NULL;
+            failed = 1;
+            break;
         }
         r = PyLong_AsLong(res);
         Py_DECREF(res);
@@ -2306,7 +2362,11 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
         fed[2 * p] += 1;
         fed[2 * p + 1] = offset + 1;
     }
+    for (Py_ssize_t k = 0; k < nstores; k++) /* before any return to Python */
+        if (store_flush(&open[k]) < 0) failed = 1;
+    PyMem_Free(open);
     PyBuffer_Release(&fv);
+    if (failed) return NULL;
     return Py_BuildValue("(nl)", i, r);
 }
 
