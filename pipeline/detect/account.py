@@ -177,7 +177,8 @@ class AccountDetector:
 
         ``warm=False`` (the partition is still in warm-up): nothing is flagged and the
         account's history learns every window, so that heavy-but-steady users have a
-        history by the time alerts are allowed.
+        history by the time alerts are allowed. Unless an ``observer`` reads the scores,
+        such a view is learned without being scored (None).
         """
         kind = view.kind
         st = view.state
@@ -199,11 +200,17 @@ class AccountDetector:
             volume_z = max(min(zs[0], own[0]), min(zs[1], own[1]))  # VOLUME leads SCORED
         else:
             volume_z = max(zs[0], zs[1])
+        # the hour's completion-token volume relative to the cohort's typical one (drift)
+        residual = logs[1] - math.log1p(base.typical(1)) if kind == LONG else 0.0
+        if not warm and self.observer is None:
+            # warming up, and no one reads scores: nothing is flagged and the view is
+            # learned whatever it scores, so the evidence and the cohort model's and the
+            # drift detector's opinions (which never change state) would change nothing
+            self._learn_normal(view, cohort, logs, plogs, volume_z, residual, True)
+            return None
         score, trusted, novel = self._evidence(view, account, zs, base)
         score += volume_z
         long_outputs = zs[_CPR] >= 2.0
-        # the hour's completion-token volume relative to the cohort's typical one (drift)
-        residual = logs[1] - math.log1p(base.typical(1)) if kind == LONG else 0.0
         signature = long_outputs and _templated(view)
         if signature:  # templated prompts pulling long outputs: what distillation looks like
             score += 1.5
@@ -228,9 +235,7 @@ class AccountDetector:
             # first, and remembering its networks then would hide them as "known" from the
             # views that follow
             remember = not warm or score < self.z_learn / 2
-            self._learn(view, cohort, logs, plogs if volume_z < self.z_learn else None, remember)
-            if kind == LONG:
-                self._drift_learn(st, residual)
+            self._learn_normal(view, cohort, logs, plogs, volume_z, residual, remember)
         if self.observer is not None:
             self.observer(view, score, flagged)
         if not flagged:  # most views: the policy reads only ``flagged``; nothing to explain
@@ -249,6 +254,23 @@ class AccountDetector:
         ranked = sorted(named, key=lambda z: (-z.z, z.feature))[:3]
         reasons[:0] = [Reason(z.feature, z.observed, z.baseline, z.z) for z in ranked if z.z > 0]
         return Finding(view, score, True, reasons, ctx, f"{DETECTOR}-{kind}")
+
+    def _learn_normal(
+        self,
+        view: View,
+        cohort: str,
+        logs: tuple[float, ...],
+        plogs: list[float],
+        volume_z: float,
+        residual: float,
+        remember: bool,
+    ) -> None:
+        """What a view that is not flagged teaches: the account's history, the cohort's
+        baselines and model unless its volume is already unusual, and for an hour the
+        account's drift detector (``residual``)."""
+        self._learn(view, cohort, logs, plogs if volume_z < self.z_learn else None, remember)
+        if view.kind == LONG:
+            self._drift_learn(view.state, residual)
 
     def _drifting(self, st: AccountState, residual: float) -> bool:
         """Would this hour's residual (log volume minus the cohort's) complete a drift?

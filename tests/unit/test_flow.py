@@ -3,6 +3,7 @@ is a pure function of each partition's event sequence."""
 
 from __future__ import annotations
 
+import pickle
 import random
 
 from pipeline.codec import encode_alert, encode_request
@@ -20,14 +21,22 @@ def run_simulation(
     scenarios: tuple[str, ...] = ("burst",),
     duration: float = 3600.0,
     order: str = "time",
+    flows: list[Flow] | None = None,
+    observer=None,
+    overrides: dict[str, str] | None = None,
 ) -> tuple[list[Alert], Simulation]:
     """Run a simulation through a fresh Flow as encoded messages, like the worker sees them.
 
     ``order="shuffled"`` interleaves partitions randomly (each partition keeps its order),
-    as a rebalanced or multi-worker deployment would.
+    as a rebalanced or multi-worker deployment would. ``flows`` receives the flow, which
+    has ``observer`` as its score observer; ``overrides`` are settings.
     """
     sim = Simulation(seed=seed, accounts=300, duration=duration, rate=15.0, scenarios=scenarios)
-    flow = Flow(Settings.load(environ={}).detector, network, partitions=set(range(PARTITIONS)))
+    cfg = Settings.load(environ={}, overrides=overrides or {}).detector
+    flow = Flow(cfg, network, partitions=set(range(PARTITIONS)))
+    flow.score_observer = observer
+    if flows is not None:
+        flows.append(flow)
     for acct in sim.accounts():
         flow.accounts.put(acct)
     per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -144,3 +153,28 @@ def test_a_flow_has_its_models_trees_before_its_first_event(network) -> None:
     _TEMPLATES.pop(key, None)
     flow = Flow(cfg, network)
     assert key in _TEMPLATES and not flow.shards
+
+
+def test_an_observer_of_scores_changes_nothing_the_core_learns(network) -> None:
+    """Without an observer, a view of the warm-up is learned without being scored (nothing
+    can be flagged then); with one (replay's report), it is scored too. Either way the
+    core learns the same from each view and raises the same alerts. The warm-up here is
+    long enough to hold the burst (at 20 minutes) and the first hourly views, and the
+    baselines warm enough to score them."""
+    runs = []
+    short = {"detector.warmup_minutes": "30", "detector.warmup_windows": "20"}
+    seen: list[float] = []
+    for observer in (None, lambda view, score, flagged: seen.append(score)):
+        flows: list[Flow] = []
+        alerts, _ = run_simulation(
+            7, network, duration=7200.0, flows=flows, observer=observer, overrides=short
+        )
+        learned = {
+            p: pickle.dumps((sh.detector.baselines, sh.detector.anomaly, sh.windows.accounts))
+            for p, sh in flows[0].shards.items()
+        }
+        runs.append(([encode_alert(a) for a in alerts], learned, len(seen)))
+    (alerts_a, learned_a, _), (alerts_b, learned_b, scored) = runs
+    assert alerts_a and alerts_a == alerts_b
+    assert learned_a == learned_b
+    assert scored > 1000
