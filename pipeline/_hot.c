@@ -1778,13 +1778,11 @@ static int overrides_active(PyObject *network) {
 }
 
 /* The network block of the address ``ips`` at ``ts``: the enricher's cache when there
- * are no overrides (its key, network.address_key, made here for an IPv4 address), else
+ * are no overrides (``has``: there are; its key, network.address_key, made here for an IPv4 address), else
  * (and on a miss, and for IPv6) the enricher's own lookup, with the address's str
  * ``*ip`` (made here when NULL: a new reference for the caller). New reference. */
-static PyObject *network_info(PyObject *network, const char *ips, Py_ssize_t ipn, PyObject **ip,
-                              double ts) {
-    int has = overrides_active(network);
-    if (has < 0) return NULL;
+static PyObject *network_info(PyObject *network, int has, const char *ips, Py_ssize_t ipn,
+                              PyObject **ip, double ts) {
     uint32_t addr;
     PyObject *key = NULL; /* an IPv4 address's value: the cache's key, and parsed */
     if (!has && canonical_ipv4(ips, ipn, &addr)) {
@@ -1884,6 +1882,54 @@ done:
     return rc;
 }
 
+/* The enricher as event() reads it, once per call of event() or feed() (overrides are
+ * put and deleted only by Python, which a run of events never returns to): whether it has
+ * overrides and, when it has none, its ``hot_memo`` (created here on first use) and the
+ * memo's buffer. ``network`` is borrowed from the caller. */
+typedef struct {
+    PyObject *network;
+    int overrides;
+    PyObject *memo; /* new reference, or NULL with overrides or a memo not of our size */
+    Py_buffer mv;
+} Net;
+
+/* 0, or -1 with an error */
+static int net_open(Net *n, PyObject *network) {
+    memset(n, 0, sizeof *n);
+    n->network = network;
+    if ((n->overrides = overrides_active(network)) < 0) return -1;
+    if (n->overrides) return 0;
+    PyObject *memo = PyObject_GetAttr(network, a_hot_memo);
+    if (memo == NULL) return -1;
+    if (memo == Py_None) {
+        Py_DECREF(memo);
+        memo = zero_array(4 * MEMO_SLOTS);
+        if (memo == NULL || PyObject_SetAttr(network, a_hot_memo, memo) < 0) {
+            Py_XDECREF(memo);
+            return -1;
+        }
+    }
+    if (PyObject_GetBuffer(memo, &n->mv, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(memo);
+        return -1;
+    }
+    if (n->mv.len != MEMO_SLOTS * 32) { /* not ours: every lookup asks the enricher */
+        PyBuffer_Release(&n->mv);
+        Py_DECREF(memo);
+        return 0;
+    }
+    n->memo = memo;
+    return 0;
+}
+
+static void net_close(Net *n) {
+    if (n->memo != NULL) {
+        PyBuffer_Release(&n->mv);
+        Py_CLEAR(n->memo);
+    }
+    n->network = NULL;
+}
+
 /* The network keys of the address ``ips`` at ``ts``: 1, 0 to take the Python path, -1 on
  * error. ``*ip`` is its str, made here (a new reference for the caller) when NULL and a
  * lookup needs it.
@@ -1893,59 +1939,31 @@ done:
  * (direct-mapped by the address's key; an event then reads one entry instead of the
  * cache dict, the NetworkInfo and four of its fields). With overrides, every event asks
  * NetworkEnricher.lookup, as the Python path does, and nothing is memoised. */
-static int net_keys(PyObject *network, const char *ips, Py_ssize_t ipn, PyObject **ip, double ts,
+static int net_keys(Net *n, const char *ips, Py_ssize_t ipn, PyObject **ip, double ts,
                     uint64_t k_ip, NetKeys *nk) {
-    int has = overrides_active(network);
-    if (has < 0) return -1;
-    PyObject *memo = NULL;
-    Py_buffer mv;
     uint64_t *entry = NULL, tag = (k_ip & M61) | MEMO_VALID;
-    if (!has) {
-        memo = PyObject_GetAttr(network, a_hot_memo);
-        if (memo == NULL) return -1;
-        if (memo == Py_None) {
-            Py_DECREF(memo);
-            memo = zero_array(4 * MEMO_SLOTS);
-            if (memo == NULL || PyObject_SetAttr(network, a_hot_memo, memo) < 0) {
-                Py_XDECREF(memo);
-                return -1;
-            }
-        }
-        if (PyObject_GetBuffer(memo, &mv, PyBUF_WRITABLE) < 0) {
-            Py_DECREF(memo);
-            return -1;
-        }
-        if (mv.len != MEMO_SLOTS * 32) {
-            PyBuffer_Release(&mv);
-            Py_DECREF(memo);
-            return 0;
-        }
-        entry = (uint64_t *)mv.buf + 4 * slot_of(k_ip, MEMO_SLOTS);
+    if (n->memo == NULL && !n->overrides) return 0; /* a memo not of our size */
+    if (n->memo != NULL) {
+        entry = (uint64_t *)n->mv.buf + 4 * slot_of(k_ip, MEMO_SLOTS);
         if ((entry[0] & ~MEMO_RISKY) == tag) {
             nk->net = entry[1];
             nk->asn = entry[2];
             nk->country = entry[3];
             nk->risky = (entry[0] & MEMO_RISKY) != 0;
-            PyBuffer_Release(&mv);
-            Py_DECREF(memo);
             return 1;
         }
     }
     int rc = -1;
-    PyObject *info = network_info(network, ips, ipn, ip, ts);
+    PyObject *info = network_info(n->network, n->overrides, ips, ipn, ip, ts);
     if (info != NULL) {
         rc = keys_of_info(info, ips, ipn, nk);
         Py_DECREF(info);
     }
-    if (entry != NULL) {
-        if (rc == 1) {
-            entry[0] = tag | (nk->risky ? MEMO_RISKY : 0);
-            entry[1] = nk->net;
-            entry[2] = nk->asn;
-            entry[3] = nk->country;
-        }
-        PyBuffer_Release(&mv);
-        Py_DECREF(memo);
+    if (entry != NULL && rc == 1) {
+        entry[0] = tag | (nk->risky ? MEMO_RISKY : 0);
+        entry[1] = nk->net;
+        entry[2] = nk->asn;
+        entry[3] = nk->country;
     }
     return rc;
 }
@@ -2027,7 +2045,7 @@ static int store_flush(Store *s) {
 }
 
 /* event(): one message's value into the windows of ``s``; see the method table */
-static PyObject *event_one(Store *s, PyObject *network, PyObject *raw, double max_skew) {
+static PyObject *event_one(Store *s, Net *net, PyObject *raw, double max_skew) {
     if (!PyBytes_CheckExact(raw)) return PyLong_FromLong(FALLBACK);
     if (is_packed(raw)) return PyLong_FromLong(PACKED);
 
@@ -2089,7 +2107,7 @@ static PyObject *event_one(Store *s, PyObject *network, PyObject *raw, double ma
 
     /* the seen keys (windows.seen_key) and the fingerprint key (windows.fp_key) */
     uint64_t k_key, k_ip, k_agent, k_model, k_fp = 0;
-    NetKeys nk;
+    NetKeys nk = {0};
 #define SKEY(dim, u, un) (((uint64_t)((dim) + 1) << 61) | value_hash((const uint8_t *)(u), (size_t)(un)))
     k_key = SKEY(D_KEY, e.s[R_KEY], e.n[R_KEY]);
     k_ip = SKEY(D_IP, ips, ipn);
@@ -2097,7 +2115,7 @@ static PyObject *event_one(Store *s, PyObject *network, PyObject *raw, double ma
     k_model = SKEY(D_MODEL, e.s[R_MODEL], e.n[R_MODEL]);
 #undef SKEY
     if (e.fp != NULL) k_fp = value_hash((const uint8_t *)e.fp, (size_t)e.fpn) % PACK_KEY_MAX + 1;
-    int nrc = net_keys(network, ips, ipn, &ip, e.ts, k_ip, &nk);
+    int nrc = net_keys(net, ips, ipn, &ip, e.ts, k_ip, &nk);
     if (nrc < 0) goto error;
     if (nrc == 0) goto fallback;
     int risky = nk.risky;
@@ -2285,9 +2303,15 @@ static PyObject *hot_event(PyObject *self, PyObject *const *args, Py_ssize_t nar
     double max_skew = PyFloat_AsDouble(args[3]);
     if (max_skew == -1.0 && PyErr_Occurred()) return NULL;
     Store s;
-    if (store_open(&s, args[0]) < 0) return NULL;
-    PyObject *res = event_one(&s, args[1], args[2], max_skew);
+    Net net;
+    if (net_open(&net, args[1]) < 0) return NULL;
+    if (store_open(&s, args[0]) < 0) {
+        net_close(&net);
+        return NULL;
+    }
+    PyObject *res = event_one(&s, &net, args[2], max_skew);
     if (store_flush(&s) < 0) Py_CLEAR(res);
+    net_close(&net);
     return res;
 }
 
@@ -2320,8 +2344,14 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     int64_t *fed = (int64_t *)fv.buf;
+    Net net;
+    if (net_open(&net, network) < 0) {
+        PyBuffer_Release(&fv);
+        return NULL;
+    }
     Store *open = PyMem_Calloc((size_t)(nstores ? nstores : 1), sizeof(Store));
     if (open == NULL) {
+        net_close(&net);
         PyBuffer_Release(&fv);
         return PyErr_NoMemory();
     }
@@ -2351,7 +2381,7 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
             failed = 1;
             break;
         }
-        PyObject *res = event_one(s, network, PyTuple_GET_ITEM(rec, 3), max_skew);
+        PyObject *res = event_one(s, &net, PyTuple_GET_ITEM(rec, 3), max_skew);
         if (res == NULL) {
             failed = 1;
             break;
@@ -2365,6 +2395,7 @@ static PyObject *hot_feed(PyObject *self, PyObject *const *args, Py_ssize_t narg
     for (Py_ssize_t k = 0; k < nstores; k++) /* before any return to Python */
         if (store_flush(&open[k]) < 0) failed = 1;
     PyMem_Free(open);
+    net_close(&net);
     PyBuffer_Release(&fv);
     if (failed) return NULL;
     return Py_BuildValue("(nl)", i, r);
