@@ -99,7 +99,8 @@ static PyObject *a_accounts, *a_active, *a_max_ts, *a_first_ts, *a_closed, *a_la
     *a_model_first, *a_bucket_seconds, *a_view_buckets, *a_grace, *a_buckets, *a_seen,
     *a_fps, *a_cache, *a_overrides, *a_lookup, *a_lookup_parsed, *small_four, *a_kind,
     *a_prefix, *a_asn, *a_country, *a_hot_memo, *a_phase,
-    *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour, *a_active_flag;
+    *a_young, *a_min_short, *a_hot_log, *a_expiry, *a_in_hour, *a_active_flag, *a_children,
+    *a_l_mass, *a_r_mass;
 
 /* ---- BLAKE2b with an 8-byte digest (hashlib.blake2b(data, digest_size=8)) ---- */
 static const uint64_t b2_iv[8] = {
@@ -2608,8 +2609,10 @@ static PyObject *hot_learn_stats(PyObject *self, PyObject *const *args, Py_ssize
 
 /* ---- clone(): population._clone, the reference, in C ---- */
 
-static int is_name(PyObject *key, const char *name) {
-    return PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, name) == 0;
+/* is the dict key ``key`` the interned name ``name``? (attribute names are interned: the
+ * pointers match; anything else is compared) */
+static int is_name(PyObject *key, PyObject *name) {
+    return key == name || (PyUnicode_Check(key) && PyUnicode_Compare(key, name) == 0);
 }
 
 /* a copy of river padded-tree ``node`` and its subtree with zero masses, appended to
@@ -2623,9 +2626,10 @@ static PyObject *clone_node(PyObject *node, PyObject *nodes, PyObject *zero) {
     if ((d = PyObject_GenericGetDict(node, NULL)) == NULL) goto done;
     if ((copy = PyBaseObject_Type.tp_new(Py_TYPE(node), empty_args, NULL)) == NULL) goto done;
     if (PyList_Append(nodes, copy) < 0) goto done;
-    if (PyDict_GetItemString(d, "children") == NULL) { /* a leaf */
-        if ((tmp = PyDict_Copy(d)) == NULL || PyDict_SetItemString(tmp, "l_mass", zero) < 0 ||
-            PyDict_SetItemString(tmp, "r_mass", zero) < 0 ||
+    if (PyDict_GetItemWithError(d, a_children) == NULL) { /* a leaf */
+        if (PyErr_Occurred()) goto done;
+        if ((tmp = PyDict_Copy(d)) == NULL || PyDict_SetItem(tmp, a_l_mass, zero) < 0 ||
+            PyDict_SetItem(tmp, a_r_mass, zero) < 0 ||
             (dd = PyObject_GenericGetDict(copy, NULL)) == NULL || PyDict_Update(dd, tmp) < 0)
             goto done;
         result = Py_NewRef(copy);
@@ -2635,7 +2639,7 @@ static PyObject *clone_node(PyObject *node, PyObject *nodes, PyObject *zero) {
     Py_ssize_t pos = 0;
     while (PyDict_Next(d, &pos, &key, &value)) {
         PyObject *v;
-        if (is_name(key, "children") && PyTuple_Check(value)) {
+        if (is_name(key, a_children) && PyTuple_Check(value)) {
             Py_ssize_t n = PyTuple_GET_SIZE(value);
             if ((v = PyTuple_New(n)) == NULL) goto done;
             for (Py_ssize_t i = 0; i < n; i++) {
@@ -2646,7 +2650,7 @@ static PyObject *clone_node(PyObject *node, PyObject *nodes, PyObject *zero) {
                 }
                 PyTuple_SET_ITEM(v, i, c);
             }
-        } else if (is_name(key, "l_mass") || is_name(key, "r_mass")) {
+        } else if (is_name(key, a_l_mass) || is_name(key, a_r_mass)) {
             v = Py_NewRef(zero);
         } else {
             v = Py_NewRef(value);
@@ -2827,6 +2831,9 @@ PyMODINIT_FUNC PyInit__hot(void) {
         if ((field_keys[i] = PyUnicode_InternFromString(field_names[i])) == NULL) return NULL;
     if ((empty_args = PyTuple_New(0)) == NULL) return NULL;
     INTERN(a_accounts, "accounts");
+    INTERN(a_children, "children");
+    INTERN(a_l_mass, "l_mass");
+    INTERN(a_r_mass, "r_mass");
     INTERN(a_active, "_active");
     INTERN(a_max_ts, "max_ts");
     INTERN(a_first_ts, "first_ts");
