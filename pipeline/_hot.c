@@ -1986,8 +1986,7 @@ static int is_packed(PyObject *raw) {
 /* A WindowStore's attributes that event() reads, read once per call of event() or feed()
  * (a run of events of one partition never comes back to Python, which alone changes the
  * others) instead of once per event; ``max_ts``, which events move, is written back by
- * store_flush. ``ws`` and the containers are borrowed from, and kept alive by, the
- * caller's list of stores. */
+ * store_flush. ``ws`` is borrowed from, and kept alive by, the caller. */
 typedef struct {
     PyObject *ws;
     PyObject *accounts, *model_first; /* new references */
@@ -2039,7 +2038,15 @@ error:
  * store is released either way) */
 static int store_flush(Store *s) {
     int rc = 0;
-    if (s->ws != NULL && s->dirty) rc = set_double_attr(s->ws, a_max_ts, s->max_ts);
+    if (s->ws != NULL && s->dirty) { /* after a failed event too: its counts were applied */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb); /* that event's error stays the one raised */
+        rc = set_double_attr(s->ws, a_max_ts, s->max_ts);
+        if (et != NULL) {
+            PyErr_Clear();
+            PyErr_Restore(et, ev, tb);
+        }
+    }
     s->dirty = 0;
     store_release(s);
     return rc;

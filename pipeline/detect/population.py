@@ -343,7 +343,6 @@ class CohortAnomaly:
         self.n_trees = n_trees
         self.height = height
         self.window_size = window_size
-        self.prepare(seed, n_trees, height, window_size)
         # -> [filter, normal seen, learned]; until ``warmup`` learned, the learned inputs
         # (array('d'), ANOMALY_LIMITS order) in the filter's place
         self._models: dict[tuple[str, str], list] = {}
@@ -353,10 +352,10 @@ class CohortAnomaly:
         seed: int, n_trees: int = HST_TREES, height: int = HST_HEIGHT, window_size: int = HST_WINDOW
     ) -> None:
         """Build now the river trees that this process's models of these settings copy
-        (:func:`_fresh_hst`). River builds them in Python, in 20 to 80 ms depending on the
-        machine; a flow asks for them when it is made, as its enricher loads the network
-        tables, so that neither the first event of a partition nor a cohort's first
-        warm-up stalls the event path for them."""
+        (:func:`_fresh_hst`, which otherwise builds them at the first model). River builds
+        them in Python, in 20 to 80 ms depending on the machine; a flow asks for them when
+        it is made, as its enricher loads the network tables, so that neither the first
+        event of a partition nor a cohort's first warm-up stalls the event path for them."""
         _template(n_trees, height, window_size, seed)
 
     @staticmethod
